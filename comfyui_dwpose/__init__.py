@@ -1,0 +1,1 @@
+"""DWPose whole-body pose estimation with exact ControlNet maps."""
