@@ -134,7 +134,7 @@ class ChecksumError(ModelError):
     """A file's size or sha256 differs from the pinned value."""
 
 
-def names(kind: str | None = None) -> list[str]:
+def known_names(kind: str | None = None) -> list[str]:
     """Registry names, optionally of one kind (for CLI help and ComfyUI dropdowns)."""
     return [n for n, f in REGISTRY.items() if kind is None or f.kind == kind]
 
@@ -171,10 +171,12 @@ def resolve_model(
     if entry is None:
         if _looks_like_path(text):
             raise _missing_path(path)
-        raise UnknownModelError(f"Unknown model {text!r}. {_known_names(kind)}\n{_ACCEPTED_FORMS}")
+        raise UnknownModelError(
+            f"Unknown model {text!r}. {_known_names_text(kind)}\n{_ACCEPTED_FORMS}"
+        )
     if kind is not None and entry.kind != kind:
         raise UnknownModelError(
-            f"{text!r} is a {entry.kind} model, not a {kind} model. {_known_names(kind)}"
+            f"{text!r} is a {entry.kind} model, not a {kind} model. {_known_names_text(kind)}"
         )
     return _fetch(entry, models_dir, cache_dir, local_files_only, progress)
 
@@ -253,7 +255,7 @@ def _fetch(
             if local_files_only
             else "offline mode is on (HF_HUB_OFFLINE is set)"
         )
-        raise NotCachedError(_not_cached_message(entry, reason, places, folders))
+        raise NotCachedError(_not_cached_message(entry, reason, places, folders, offline))
 
     local_dir = None
     if models_dir is not None:
@@ -273,8 +275,11 @@ def _fetch(
         )
     except LocalEntryNotFoundError as e:
         cause = e.__cause__ or e
-        reason = f"the Hugging Face Hub could not be reached ({type(cause).__name__}: {cause})"
-        raise NotCachedError(_not_cached_message(entry, reason, places, folders)) from e
+        reason = (
+            "the Hugging Face Hub could not be reached or refused the request "
+            f"({type(cause).__name__}: {cause})"
+        )
+        raise NotCachedError(_not_cached_message(entry, reason, places, folders, offline)) from e
     except GatedRepoError as e:
         raise DownloadError(
             f"Cannot download {entry.filename!r}: {entry.repo_id} is a gated repository. "
@@ -369,7 +374,7 @@ def _missing_path(path: Path) -> ModelNotFoundError:
     what = "is not a file" if path.exists() else "does not exist"
     return ModelNotFoundError(
         f"Model file {str(path)!r} {what} (looked at {path.absolute()}). "
-        f"Give the path of an existing file, or a known model name. {_known_names(None)}"
+        f"Give the path of an existing file, or a known model name. {_known_names_text(None)}"
     )
 
 
@@ -379,11 +384,11 @@ def _also_not_a_path(entry: ModelFile) -> str:
     return f" ({entry.name!r} is not a local file either: {Path(entry.name).absolute()})"
 
 
-def _known_names(kind: str | None) -> str:
+def _known_names_text(kind: str | None) -> str:
     kinds = KINDS if kind is None else (kind,)
     parts = []
     for k in kinds:
-        listed = names(k)
+        listed = known_names(k)
         parts.append(f"Known {k} models: {', '.join(listed) if listed else '(none)'}.")
     return " ".join(parts)
 
@@ -393,7 +398,12 @@ def _not_cached_message(
     reason: str,
     places: list[tuple[Path, str]],
     folders: list[tuple[Path, str]],
+    offline: bool,
 ) -> str:
+    if offline:
+        retry = "allow network access (unset HF_HUB_OFFLINE, do not pass local_files_only)"
+    else:
+        retry = "check the connection (proxy, firewall, HF_ENDPOINT, HF_TOKEN) and try again"
     looked = "\n".join(f"  - {p} ({label})" for p, label in places)
     if folders:
         put = f"put it at {folders[0][0] / entry.name}"
@@ -409,7 +419,7 @@ def _not_cached_message(
         f"  - download {_file_url(entry)} and {put};\n"
         f"  - or run `dwpose download {entry.name}` on a machine with network access "
         "and copy the file over the same way;\n"
-        "  - or allow network access (unset HF_HUB_OFFLINE, do not pass local_files_only)."
+        f"  - or {retry}."
     )
 
 
