@@ -59,9 +59,7 @@ class CSPDarknet(nn.Module):
             if use_spp:
                 stage.append(SPPBottleneck(cout, cout, bn=bn))
             stage.append(
-                CSPLayer(
-                    cout, cout, scaled_depth(n, deepen_factor), add_identity, depthwise, bn=bn
-                )
+                CSPLayer(cout, cout, scaled_depth(n, deepen_factor), add_identity, depthwise, bn=bn)
             )
             self.add_module(f"stage{i + 1}", nn.Sequential(*stage))
             if i + 1 in out_indices:

@@ -88,8 +88,9 @@ class YOLOXHead(nn.Module):
         def stacked() -> nn.Sequential:
             return nn.Sequential(
                 *(
-                    conv3x3(in_channels if i == 0 else feat_channels, feat_channels, 1,
-                            depthwise, bn)
+                    conv3x3(
+                        in_channels if i == 0 else feat_channels, feat_channels, 1, depthwise, bn
+                    )
                     for i in range(stacked_convs)
                 )
             )
