@@ -74,7 +74,6 @@ def export_onnx(
         with torch.no_grad(), warnings.catch_warnings():
             # The TorchScript exporter announces its deprecation on every call.
             warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
             torch.onnx.export(
                 model,
                 (dummy,),
