@@ -1,0 +1,129 @@
+"""ONNX export with the signatures of the official DWPose / RTMPose / YOLOX files.
+
+Pose models: input ``input [batch, 3, H, W]``, outputs ``simcc_x [batch, K, W*2]`` and
+``simcc_y [batch, K, H*2]`` (mmdeploy's names, as in ``dw-ll_ucoco_384.onnx``).
+Detectors: input ``images [batch, 3, H, W]``, output ``output [batch, A, 85]`` (Megvii's
+names and layout, as in DWPose's ``yolox_l.onnx``). The batch axis is dynamic.
+
+The TorchScript-based exporter (``dynamo=False``) is used: it still ships with torch 2.x,
+needs no extra package (the dynamo exporter needs ``onnxscript``), writes a single
+self-contained file at a fixed opset, and names dynamic axes directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DEFAULT_OPSET = 17
+
+
+def onnx_signature(model: nn.Module) -> tuple[list[str], list[str]]:
+    """(input names, output names) of the official file for this kind of model."""
+    kind = getattr(model, "kind", None)
+    if kind == "pose":
+        return ["input"], ["simcc_x", "simcc_y"]
+    if kind == "det":
+        return ["images"], ["output"]
+    raise TypeError(f"cannot tell the ONNX signature of {type(model).__name__}")
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    input_size: tuple[int, int] | None = None,
+    dynamic_batch: bool = True,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export ``model`` (an RTMPose or YOLOX from this package) to ``path``; returns it.
+
+    ``input_size`` is ``(height, width)``, by default the model's own. The model is
+    exported in eval mode and put back in its previous mode afterwards. The file is
+    written under a temporary name in the same folder and renamed into place, so a
+    crash never leaves a partial file under the final name.
+    """
+    path = Path(path)
+    height, width = input_size if input_size is not None else model.input_size
+    if getattr(model, "kind", None) == "pose" and (height, width) != tuple(model.input_size):
+        raise ValueError(
+            f"a pose model built for {model.input_size} cannot export at {(height, width)}:"
+            " its head is sized for the input"
+        )
+    input_names, output_names = onnx_signature(model)
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {name: {0: "batch"} for name in input_names + output_names}
+    param = next(model.parameters())
+    dummy = torch.zeros(1, 3, height, width, dtype=param.dtype, device=param.device)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder, so the final rename is atomic; created by the exporter with the
+    # usual permissions (mkstemp would leave the file private).
+    tmp_name = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out_shapes = [tuple(t.shape) for t in _as_tuple(model(dummy))]
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter announces its deprecation on every call.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                model,
+                (dummy,),
+                tmp_name,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        _set_static_output_dims(tmp_name, output_names, out_shapes)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    finally:
+        model.train(was_training)
+    return path
+
+
+def _as_tuple(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return out if isinstance(out, tuple) else (out,)
+
+
+def _set_static_output_dims(
+    file: str | os.PathLike[str], names: list[str], shapes: list[tuple[int, ...]]
+) -> None:
+    """Write the fixed output dims (keypoints, bins, anchors) into the graph's outputs.
+
+    With a dynamic batch the TorchScript exporter leaves every non-batch output dim
+    symbolic (the reshapes go through Shape ops); the official files declare them, and
+    consumers read e.g. the anchor count from there. Needs the ``onnx`` package; without
+    it the file is still valid, only less descriptive.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return
+    proto = onnx.load(os.fspath(file))
+    for output in proto.graph.output:
+        if output.name not in names:
+            continue
+        shape = shapes[names.index(output.name)]
+        dims = output.type.tensor_type.shape.dim
+        for i, size in enumerate(shape):
+            if i == 0 and dims[0].dim_param:
+                continue  # the dynamic batch axis
+            dims[i].Clear()
+            dims[i].dim_value = size
+    onnx.checker.check_model(proto)
+    onnx.save(proto, os.fspath(file))
