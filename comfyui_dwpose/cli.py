@@ -1,0 +1,279 @@
+"""The `dwpose` command: pose maps and keypoints for images, model downloads, re-rendering.
+
+Exit codes: 0 everything done; 1 some inputs failed (the others were written); 2 bad
+usage; 3 a model could not be fetched or loaded (nothing was processed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import hub
+from .images import ImageError, load_image, save_image
+from .render import BODY_STICK_WIDTH, render_pose
+from .result import DEFAULT_THRESHOLD, PoseFrame, load_json, save_json, to_pose_keypoint
+from .runtime import BackendUnavailableError, ModelLoadError
+
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (hub.ModelError, ModelLoadError, BackendUnavailableError) as exc:
+        _error(str(exc))
+        return EXIT_MODEL
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dwpose",
+        description="DWPose whole-body pose estimation with ControlNet-exact OpenPose maps.",
+        epilog="Exit codes: 0 done; 1 some inputs failed; 2 bad usage; 3 a model could not be fetched or loaded.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pose = commands.add_parser("pose", help="pose map (PNG) and POSE_KEYPOINT JSON for each image")
+    pose.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    pose.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="DIR", help="output folder"
+    )
+    pose.add_argument(
+        "--detector", default=hub.DEFAULT_DETECTOR, help="registry name, owner/repo/file or path"
+    )
+    pose.add_argument(
+        "--pose-model",
+        default=hub.DEFAULT_POSE_MODEL,
+        help="registry name, owner/repo/file or path",
+    )
+    pose.add_argument("--backend", default="auto", help="auto or onnxruntime")
+    pose.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, rocm, dml, coreml")
+    pose.add_argument(
+        "--detector-channels",
+        choices=("bgr", "rgb"),
+        default="bgr",
+        help="bgr as YOLOX was trained (default); rgb as ComfyUI and the ControlNet app feed it",
+    )
+    pose.add_argument(
+        "--detector-score", type=float, default=0.3, help="keep boxes scoring above this"
+    )
+    pose.add_argument(
+        "--nms-iou", type=float, default=0.45, help="drop boxes overlapping a better one above this"
+    )
+    pose.add_argument("--max-people", type=_positive_int, help="keep only the N largest people")
+    pose.add_argument(
+        "--whole-image-fallback",
+        action="store_true",
+        help="when nobody is found, treat the whole image as one person (upstream)",
+    )
+    pose.add_argument(
+        "--no-detector", action="store_true", help="skip detection: the whole image is one person"
+    )
+    pose.add_argument(
+        "--max-side",
+        type=int,
+        default=4096,
+        help="shrink larger images to this longer side before estimation (0: never)",
+    )
+    _add_model_source(pose)
+    _add_drawing(pose)
+    pose.set_defaults(run=_run_pose)
+
+    download = commands.add_parser(
+        "download", help="fetch model files into the cache or a models folder"
+    )
+    download.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"registry names (default: {hub.DEFAULT_DETECTOR} {hub.DEFAULT_POSE_MODEL})",
+    )
+    download.add_argument(
+        "--models-dir", type=Path, help="download into this folder instead of the HF cache"
+    )
+    download.set_defaults(run=_run_download)
+
+    render = commands.add_parser("render", help="draw maps from POSE_KEYPOINT JSON files")
+    render.add_argument("inputs", nargs="+", type=Path, metavar="JSON")
+    render.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="DIR", help="output folder"
+    )
+    _add_drawing(render)
+    render.set_defaults(run=_run_render)
+    return parser
+
+
+def _add_model_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models-dir", type=Path, help="look for (and download) model files in this folder"
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="never download; use cached or local files only"
+    )
+
+
+def _add_drawing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=0,
+        help="short side of the map in pixels; 0 (default) draws at the image size",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="keypoint score needed to draw or export a point (default 0.3)",
+    )
+    parser.add_argument(
+        "--stick-width",
+        type=_stick_width,
+        default=BODY_STICK_WIDTH,
+        help="body limb half-width in pixels, or 'xinsr' (scaled for xinsir's SDXL ControlNet)",
+    )
+    parser.add_argument("--no-body", dest="body", action="store_false", help="do not draw the body")
+    parser.add_argument(
+        "--no-hands", dest="hands", action="store_false", help="do not draw the hands"
+    )
+    parser.add_argument("--no-face", dest="face", action="store_false", help="do not draw the face")
+    parser.add_argument(
+        "--feet", action="store_true", help="draw the feet (OpenPose BODY_25 style)"
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _stick_width(text: str) -> int | str:
+    if text == "xinsr":
+        return text
+    return _positive_int(text)
+
+
+def _run_pose(args: argparse.Namespace) -> int:
+    from .estimator import DWPose  # imported here so `dwpose download` works without onnxruntime
+
+    images = _collect_images(args.inputs)
+    _check_unique_stems(images)
+    estimator = DWPose(
+        args.detector, args.pose_model, args.backend, args.device,
+        detector_score=args.detector_score, nms_iou=args.nms_iou,
+        detector_channels=args.detector_channels, max_people=args.max_people,
+        whole_image_fallback=args.whole_image_fallback, use_detector=not args.no_detector,
+        max_side=args.max_side or None, models_dir=args.models_dir,
+        local_files_only=True if args.offline else None,
+    )  # fmt: skip
+    args.output.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for path in tqdm(images, desc="pose", unit="image", disable=len(images) < 2):
+        try:
+            frame = estimator(load_image(path))
+        except ImageError as exc:
+            _error(f"skipped: {exc}")
+            failed.append(path)
+            continue
+        _write_frame(frame, args.output / path.stem, args)
+        print(f"{path} -> {args.output / path.stem}.png, .json ({len(frame)} people)")
+    return _summary(len(images), failed)
+
+
+def _run_download(args: argparse.Namespace) -> int:
+    names = args.names or [hub.DEFAULT_DETECTOR, hub.DEFAULT_POSE_MODEL]
+    for path in hub.download(names, models_dir=args.models_dir):
+        print(path)
+    return EXIT_OK
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    args.output.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for path in args.inputs:
+        try:
+            frames = load_json(path)
+        except ValueError as exc:
+            _error(f"skipped: {exc}")
+            failed.append(path)
+            continue
+        for i, frame in enumerate(frames):
+            stem = path.stem if len(frames) == 1 else f"{path.stem}_{i:05d}"
+            save_image(_draw(frame, args), args.output / f"{stem}.png")
+        print(f"{path} -> {len(frames)} map(s) in {args.output}")
+    return _summary(len(args.inputs), failed)
+
+
+def _draw(frame: PoseFrame, args: argparse.Namespace) -> np.ndarray:
+    width, height = map_size(frame.width, frame.height, args.resolution)
+    return render_pose(
+        frame, width, height, threshold=args.threshold, body=args.body, hands=args.hands,
+        face=args.face, feet=args.feet, stick_width=args.stick_width,
+    )  # fmt: skip
+
+
+def _write_frame(frame: PoseFrame, stem: Path, args: argparse.Namespace) -> None:
+    save_image(_draw(frame, args), stem.with_name(stem.name + ".png"))
+    save_json(to_pose_keypoint(frame, args.threshold), stem.with_name(stem.name + ".json"))
+
+
+def map_size(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """The map size whose short side is `resolution` (0: the frame's own size)."""
+    if resolution <= 0:
+        return width, height
+    scale = resolution / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _collect_images(inputs: list[str]) -> list[Path]:
+    images = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            images += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            images.append(item)  # a missing file is reported when it is read
+    if not images:
+        raise SystemExit(_usage(f"no images found in {' '.join(inputs)}"))
+    return images
+
+
+def _check_unique_stems(images: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for path in images:
+        if path.stem in seen and seen[path.stem] != path:
+            raise SystemExit(
+                _usage(f"{seen[path.stem]} and {path} would both write {path.stem}.png")
+            )
+        seen[path.stem] = path
+
+
+def _summary(total: int, failed: list[Path]) -> int:
+    if failed:
+        _error(f"{len(failed)} of {total} input(s) failed: {', '.join(map(str, failed))}")
+        return EXIT_FAILED_INPUTS
+    return EXIT_OK
+
+
+def _usage(message: str) -> int:
+    _error(message)
+    return EXIT_USAGE
+
+
+def _error(message: str) -> None:
+    print(f"dwpose: error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

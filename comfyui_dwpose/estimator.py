@@ -1,0 +1,196 @@
+"""DWPose: a person detector and a whole-body pose model behind one call.
+
+`DWPose()(image)` gives a `PoseFrame`; `DWPose()(frames)` gives one per frame, with the
+people of all frames going through the pose model together in batches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .detect import Detector
+from .hub import DEFAULT_DETECTOR, DEFAULT_POSE_MODEL, resolve_model
+from .images import as_rgb_uint8
+from .pose import PoseModel
+from .result import PoseFrame
+from .runtime import Model, ModelLoadError, load_model
+
+DEFAULT_REPO = "yzd-v/DWPose"
+NUM_KEYPOINTS = 133
+
+
+class DWPose:
+    """Whole-body pose estimator (YOLOX detector + DWPose/RTMPose SimCC model).
+
+    detector, pose_model: a registry name (e.g. "yolox_l.onnx"), a Hub reference
+        "owner/repo/file.onnx" or a local path. Weights are fetched and cached on first use.
+    backend: "auto" or "onnxruntime". device: "auto", "cpu", "cuda", "cuda:N", ...
+    detector_score: keep boxes scoring above this (upstream 0.3).
+    nms_iou: boxes overlapping a better one above this IoU are dropped (upstream 0.45).
+    detector_channels: "bgr" feeds the detector BGR as YOLOX was trained; "rgb" reproduces
+        what ComfyUI and the ControlNet app do today.
+    max_people: keep only the N largest boxes (None: all).
+    whole_image_fallback: when nobody is found, run the pose model on the whole image
+        (upstream's behaviour; off by default, as in ComfyUI).
+    use_detector: False skips detection and treats the whole image as one person.
+    max_side: larger images are first shrunk (area averaging) so their longer side is this;
+        results are still in the caller's pixels. None disables.
+    """
+
+    def __init__(
+        self,
+        detector: str | os.PathLike | None = DEFAULT_DETECTOR,
+        pose_model: str | os.PathLike = DEFAULT_POSE_MODEL,
+        backend: str = "auto",
+        device: str = "auto",
+        *,
+        detector_score: float = 0.3,
+        nms_iou: float = 0.45,
+        detector_channels: str = "bgr",
+        max_people: int | None = None,
+        whole_image_fallback: bool = False,
+        use_detector: bool = True,
+        max_side: int | None = 4096,
+        batch_size: int = 32,
+        models_dir: str | os.PathLike | None = None,
+        local_files_only: bool | None = None,
+    ):
+        if max_people is not None and max_people < 1:
+            raise ValueError(f"max_people must be at least 1 (or None for all), got {max_people}")
+        if max_side is not None and max_side < 32:
+            raise ValueError(f"max_side must be at least 32 pixels (or None), got {max_side}")
+        fetch = {"models_dir": models_dir, "local_files_only": local_files_only}
+        self.detector: Detector | None = None
+        if use_detector and detector is not None:
+            model = load_model(resolve_model(detector, kind="detector", **fetch), backend, device)
+            _check_detector(model)
+            self.detector = Detector(model, detector_score, nms_iou, detector_channels)
+        model = load_model(resolve_model(pose_model, kind="pose", **fetch), backend, device)
+        _check_pose(model)
+        self.pose = PoseModel(model, batch_size)
+        self.max_people = max_people
+        self.whole_image_fallback = whole_image_fallback
+        self.max_side = max_side
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained: str | os.PathLike = DEFAULT_REPO,
+        detector: str = DEFAULT_DETECTOR,
+        pose_model: str = DEFAULT_POSE_MODEL,
+        **kwargs,
+    ) -> DWPose:
+        """Load from a Hub repo (default `yzd-v/DWPose`, upstream's files) or a local folder."""
+        folder = Path(pretrained).expanduser()
+        if folder.is_dir():
+            return cls(folder / detector, folder / pose_model, **kwargs)
+        if str(pretrained) == DEFAULT_REPO:
+            return cls(detector, pose_model, **kwargs)
+        return cls(f"{pretrained}/{detector}", f"{pretrained}/{pose_model}", **kwargs)
+
+    def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> PoseFrame | list[PoseFrame]:
+        """One HxWx3 RGB image gives a `PoseFrame`; a list (or a BxHxWx3 array) a list of them."""
+        single = isinstance(images, np.ndarray) and images.ndim in (2, 3)
+        batch = [images] if single else list(images)
+        frames = self._estimate(
+            [as_rgb_uint8(img, name=f"image {i}") for i, img in enumerate(batch)]
+        )
+        return frames[0] if single else frames
+
+    def _estimate(self, originals: list[np.ndarray]) -> list[PoseFrame]:
+        if not originals:
+            return []
+        images, scales = zip(*(self._shrink(img) for img in originals))
+        if self.detector is None:
+            detections = [(_whole(img), np.zeros(1, np.float32)) for img in images]
+        else:
+            detections = [
+                self._keep(img, boxes, scores)
+                for img, (boxes, scores) in zip(images, self.detector(list(images)))
+            ]
+        poses = self.pose(list(images), [boxes for boxes, _ in detections])
+        frames = []
+        for original, scale, (boxes, box_scores), (keypoints, scores) in zip(
+            originals, scales, detections, poses
+        ):
+            h, w = original.shape[:2]
+            frames.append(
+                PoseFrame(keypoints * scale, scores, boxes * np.tile(scale, 2), box_scores, w, h)
+            )
+        return frames
+
+    def _keep(
+        self, image: np.ndarray, boxes: np.ndarray, scores: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Apply max_people and the whole-image fallback to one image's detections."""
+        if len(boxes) == 0 and self.whole_image_fallback:
+            return _whole(image), np.zeros(1, np.float32)
+        if self.max_people is not None and len(boxes) > self.max_people:
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            keep = np.sort(np.argsort(-areas, kind="stable")[: self.max_people])
+            boxes, scores = boxes[keep], scores[keep]
+        return boxes, scores
+
+    def _shrink(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The image to work on and the (x, y) factor back to the caller's pixels."""
+        h, w = image.shape[:2]
+        if self.max_side is None or max(h, w) <= self.max_side:
+            return image, np.ones(2)
+        ratio = self.max_side / max(h, w)
+        size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return small, np.array([w / size[0], h / size[1]])
+
+    def __repr__(self) -> str:
+        detector = self.detector.model if self.detector else None
+        return f"DWPose(detector={detector!r}, pose_model={self.pose.model!r})"
+
+
+def _whole(image: np.ndarray) -> np.ndarray:
+    """Upstream's whole-image box: [0, 0, width, height] (box score 0: no detector said so)."""
+    return np.array([[0, 0, image.shape[1], image.shape[0]]], np.float64)
+
+
+def _check_detector(model: Model) -> None:
+    shape = model.input_shape
+    outputs = model.output_shapes
+    size = model.input_size
+    ok = (
+        len(shape) == 4
+        and shape[1] == 3
+        and size is not None
+        and len(outputs) >= 1
+        and len(outputs[0]) == 3
+    )
+    anchors = sum((size[0] // s) * (size[1] // s) for s in (8, 16, 32)) if size else None
+    ok = ok and outputs[0][2] == 85 and outputs[0][1] in (None, anchors)
+    if not ok:
+        raise ModelLoadError(
+            f"{model.name} is not a YOLOX person detector of DWPose's layout: expected input "
+            f"[N,3,H,W] and output [N,{anchors or 'A'},85], found input {_fmt(shape)} and outputs "
+            f"{', '.join(_fmt(o) for o in outputs)}. Is it the pose model?"
+        )
+
+
+def _check_pose(model: Model) -> None:
+    shape = model.input_shape
+    outputs = model.output_shapes
+    size = model.input_size
+    ok = len(shape) == 4 and shape[1] == 3 and size is not None and len(outputs) >= 2
+    ok = ok and all(len(o) == 3 and o[1] == NUM_KEYPOINTS for o in outputs[:2])
+    ok = ok and outputs[0][2] in (None, 2 * size[1]) and outputs[1][2] in (None, 2 * size[0])
+    if not ok:
+        raise ModelLoadError(
+            f"{model.name} is not a whole-body SimCC pose model (DWPose/RTMPose): expected input "
+            f"[N,3,H,W] and outputs simcc_x [N,133,2W], simcc_y [N,133,2H], found input "
+            f"{_fmt(shape)} and outputs {', '.join(_fmt(o) for o in outputs)}. Is it the detector?"
+        )
+
+
+def _fmt(shape: tuple) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"

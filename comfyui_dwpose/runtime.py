@@ -1,0 +1,170 @@
+"""Inference backends behind one small interface, `Model`.
+
+onnxruntime is the default engine. The execution provider is chosen from what is
+installed (CUDA, ROCm, DirectML, CoreML, then CPU), and a requested accelerator that
+cannot start is an error, never a silent switch to the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Best first. The CPU provider is always the last resort.
+ACCELERATORS = {
+    "cuda": "CUDAExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+}
+CPU = "CPUExecutionProvider"
+
+
+class ModelLoadError(RuntimeError):
+    """A model file that cannot be used: corrupt, truncated, or of the wrong kind."""
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested engine or device is not installed or cannot start."""
+
+
+class Model(Protocol):
+    """What the detector and the pose model need from a backend."""
+
+    name: str
+    input_shape: tuple  # (batch, 3, h, w); dims are ints, or None where dynamic
+    output_shapes: list[tuple]
+
+    @property
+    def input_size(self) -> tuple[int, int] | None: ...
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (respects affinity and container CPU sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "onnxruntime is not installed. Install the build for your machine, one of: "
+            "`pip install onnxruntime` (CPU), `pip install onnxruntime-gpu` (NVIDIA CUDA), "
+            "`pip install onnxruntime-directml` (Windows GPUs). Install only one: they share a folder."
+        ) from exc
+    return onnxruntime
+
+
+def onnx_providers(device: str = "auto") -> list:
+    """Execution providers for `device`: "auto", "cpu", "cuda", "cuda:N", "rocm", "dml", "coreml"."""
+    ort = _import_onnxruntime()
+    available = ort.get_available_providers()
+    kind, _, index = device.partition(":")
+    if kind == "auto":
+        best = [p for p in ACCELERATORS.values() if p in available]
+        return [*best[:1], CPU]
+    if kind == "cpu":
+        return [CPU]
+    if kind not in ACCELERATORS:
+        raise BackendUnavailableError(
+            f"unknown device {device!r}: use auto, cpu, {', '.join(ACCELERATORS)}"
+        )
+    provider = ACCELERATORS[kind]
+    if provider not in available:
+        raise BackendUnavailableError(
+            f"device {device!r} needs onnxruntime's {provider}, but this onnxruntime offers only "
+            f"{', '.join(available)}. Install the matching build (e.g. onnxruntime-gpu for CUDA) in place "
+            "of the CPU one, or choose device='cpu'."
+        )
+    options = {"device_id": int(index)} if index else {}
+    return [(provider, options), CPU]
+
+
+class OnnxModel:
+    """An ONNX model in an onnxruntime session; runs batches of any size."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None):
+        ort = _import_onnxruntime()
+        self.path = Path(path)
+        self.name = self.path.name
+        providers = onnx_providers(device)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own, unexported exception types
+            raise ModelLoadError(_load_error(self.path, exc)) from exc
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        active = self.session.get_providers()
+        if wanted not in active:
+            message = (
+                f"{self.name}: onnxruntime could not start {wanted} (its libraries, e.g. CUDA or cuDNN, "
+                f"are missing or do not match) and would run on {', '.join(active)} instead."
+            )
+            if device != "auto":
+                raise BackendUnavailableError(message + " Fix the install, or choose device='cpu'.")
+            log.warning("%s Running on the CPU; it will be slow.", message)
+        self.provider = active[0]
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_shape = _dims(self.session.get_inputs()[0].shape)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_shapes = [_dims(o.shape) for o in self.session.get_outputs()]
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        h, w = self.input_shape[2:4] if len(self.input_shape) == 4 else (None, None)
+        return (h, w) if h and w else None
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Outputs for a (N,3,h,w) float32 batch; a model with a fixed batch size is fed in chunks."""
+        fixed = self.input_shape[0]
+        if not fixed or fixed == len(batch):
+            return self.session.run(self.output_names, {self.input_name: batch})
+        chunks = []
+        for start in range(0, len(batch), fixed):
+            part = batch[start : start + fixed]
+            pad = fixed - len(part)
+            if pad:
+                part = np.concatenate([part, np.zeros((pad, *part.shape[1:]), part.dtype)])
+            outs = self.session.run(self.output_names, {self.input_name: part})
+            chunks.append([o[: fixed - pad] for o in outs])
+        return [np.concatenate(parts) for parts in zip(*chunks)]
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({self.name!r}, input={self.input_shape}, provider={self.provider})"
+
+
+def _dims(shape) -> tuple:
+    return tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
+
+
+def _load_error(path: Path, exc: Exception) -> str:
+    size = path.stat().st_size if path.exists() else 0
+    text = str(exc)
+    if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text or size == 0:
+        return (
+            f"{path}: not a valid ONNX model; the file is corrupt or truncated ({size:,} bytes). "
+            "Delete it and download it again (`dwpose download NAME`), or check where it came from."
+        )
+    return f"{path}: onnxruntime cannot load this model: {text.strip().splitlines()[-1] if text.strip() else exc!r}"
+
+
+def load_model(path: str | os.PathLike, backend: str = "auto", device: str = "auto") -> Model:
+    """A `Model` for `path` on `backend` ("auto" or "onnxruntime")."""
+    if backend not in ("auto", "onnxruntime", "onnx", "ort"):
+        raise BackendUnavailableError(f"unknown backend {backend!r}: use 'auto' or 'onnxruntime'")
+    return OnnxModel(path, device=device)
