@@ -34,7 +34,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             if img.width * img.height == 0:
                 raise ImageError(f"{path}: the image has no pixels ({img.width}x{img.height})")
             img.load()
-            img = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)
             return as_rgb_uint8(_pil_to_array(img), name=str(path))
     except UnidentifiedImageError as exc:
         raise ImageError(f"{path}: not an image file, or a corrupt one ({exc})") from exc
@@ -51,7 +51,15 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
         return np.asarray(img)  # 16/32-bit grayscale: as_rgb_uint8 scales it
     if img.mode not in ("RGB", "L", "RGBA"):
         img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
-    return np.asarray(img)
+    # np.asarray(img) goes through two whole-image byte copies; bands keep the peak at
+    # one image plus one band, which matters for huge photos.
+    first = np.asarray(img.crop((0, 0, img.width, 1)))
+    out = np.empty((img.height, *first.shape[1:]), first.dtype)
+    band = max(1, (1 << 24) // max(1, first.nbytes))
+    for top in range(0, img.height, band):
+        bottom = min(img.height, top + band)
+        out[top:bottom] = np.asarray(img.crop((0, top, img.width, bottom)))
+    return out
 
 
 def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:

@@ -21,6 +21,8 @@ BODY_POINT_RADIUS = 4
 HAND_POINT_RADIUS = 4
 FACE_POINT_RADIUS = 3
 BODY_DIM = 0.6  # limbs are dimmed before the joints are drawn on top
+# canvas × 0.6 truncated to uint8, as a table: no float copy of a large canvas.
+_DIM_TABLE = (np.arange(256, dtype=np.uint8) * BODY_DIM).astype(np.uint8)
 
 
 def _hand_edge_colors() -> list[tuple[int, int, int]]:
@@ -112,7 +114,7 @@ def render_pose(
                 for n in range(len(frame)):
                     if visible[n, a] and visible[n, b]:
                         _draw_limb(canvas, points[n, a], points[n, b], stick_width, color)
-        canvas = (canvas * BODY_DIM).astype(np.uint8)
+        cv2.LUT(canvas, _DIM_TABLE, dst=canvas)
         for j, color in enumerate(joint_colors):
             for n in range(len(frame)):
                 if visible[n, j]:

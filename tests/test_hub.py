@@ -17,6 +17,8 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from conftest import HF_COMMIT as COMMIT
+from conftest import add_to_hf_cache
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import scan_cache_dir
 
@@ -31,7 +33,6 @@ from comfyui_dwpose.hub import (
     resolve_model,
 )
 
-COMMIT = "5e1c3f7a9b2d4c6e8f0a1b3c5d7e9f1a2b4c6d8e"
 TEST_REPO = "test-owner/test-repo"
 
 
@@ -41,23 +42,6 @@ def fake_model(size: int = 4096, seed: int = 0) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def add_to_hf_cache(cache: Path, repo_id: str, filename: str, data: bytes) -> Path:
-    """Place a file the way hf_hub_download leaves it; returns its snapshot path."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    blob = repo / "blobs" / sha256(data)  # an LFS file's etag is its sha256
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(data)
-    snapshot = repo / "snapshots" / COMMIT / filename
-    snapshot.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        snapshot.symlink_to(os.path.relpath(blob, snapshot.parent))
-    except OSError:  # no symlinks (Windows without developer mode): huggingface_hub copies
-        snapshot.write_bytes(data)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(COMMIT)  # no newline: the library reads it verbatim
-    return snapshot
 
 
 @pytest.fixture(autouse=True)
