@@ -13,17 +13,25 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterable
 from importlib import metadata
 
-# What to install when none of a family is present, and how to recognise the family.
-REQUIREMENTS = {
-    # onnxruntime, -gpu, -directml, -openvino, -silicon, ...; not the add-ons that need one.
-    "onnxruntime": re.compile(r"(onnxruntime|ort-nightly)(?!-(extensions|genai|tools))(-.+)?"),
-    # opencv-python, opencv-python-headless, opencv-contrib-python[-headless], -rolling builds.
-    "opencv-python-headless": re.compile(r"opencv(-contrib)?-python(-headless)?(-rolling)?"),
+# Each family: how to recognise its builds, and what to install when none is present.
+# OpenCV stays at 4.12 or older: 4.13 clips thick lines at the canvas border differently
+# and 5.0 interpolates crops differently (keypoints move by a pixel); either breaks the
+# pixel-exact upstream maps (measured on ../shared/golden: 4.10-4.12 exact).
+EXACT_OPENCV = (4, 13)  # first version whose maps differ
+FAMILIES = {
+    "onnxruntime": (
+        # onnxruntime, -gpu, -directml, -openvino, ...; not the add-ons that need one.
+        re.compile(r"(onnxruntime|ort-nightly)(?!-(extensions|genai|tools))(-.+)?"),
+        "onnxruntime",
+    ),
+    "OpenCV": (
+        # opencv-python, opencv-python-headless, opencv-contrib-python[-headless], -rolling.
+        re.compile(r"opencv(-contrib)?-python(-headless)?(-rolling)?"),
+        "opencv-python-headless<4.13",
+    ),
 }
-FAMILY = {"onnxruntime": "onnxruntime", "opencv-python-headless": "OpenCV"}
 
 
 def normalize(name: str) -> str:
@@ -31,38 +39,54 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def installed_distributions() -> list[str]:
-    """Names of the distributions installed for this Python."""
-    return [normalize(d.metadata["Name"]) for d in metadata.distributions() if d.metadata["Name"]]
+def installed_distributions() -> dict[str, str]:
+    """Name -> version of the distributions installed for this Python."""
+    return {
+        normalize(d.metadata["Name"]): d.version
+        for d in metadata.distributions()
+        if d.metadata["Name"]
+    }
 
 
-def plan(installed: Iterable[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """What to install, and which builds of each family are already there."""
-    names = sorted({normalize(n) for n in installed})
-    present = {req: [n for n in names if rx.fullmatch(n)] for req, rx in REQUIREMENTS.items()}
-    return [req for req, found in present.items() if not found], present
+def release(version: str) -> tuple[int, ...]:
+    """(major, minor) of a version string such as 4.12.0.88."""
+    return tuple(int(re.match(r"\d*", part)[0] or 0) for part in version.split(".")[:2])
 
 
-def main(installed: Iterable[str] | None = None, run=subprocess.check_call) -> int:
-    missing, present = plan(installed_distributions() if installed is None else installed)
-    for req, found in present.items():
-        family = FAMILY[req]
-        if len(found) > 1:
-            print(
-                f"[comfyui-dwpose] warning: several {family} builds are installed "
-                f"({', '.join(found)}); they share one folder and may be broken. Keep one: "
-                f"`{sys.executable} -m pip uninstall {' '.join(found)}`, then install the one you want."
+def say(message: str) -> None:
+    print(f"[comfyui-dwpose] {message}", flush=True)  # before pip's own output
+
+
+def main(installed: dict[str, str] | None = None, run=subprocess.check_call) -> int:
+    """Check each family in `installed` (default: this Python's) and install what is missing."""
+    if installed is None:
+        installed = installed_distributions()
+    installed = {normalize(name): version for name, version in installed.items()}
+    for family, (pattern, requirement) in FAMILIES.items():
+        found = sorted(name for name in installed if pattern.fullmatch(name))
+        if not found:
+            say(f"{family}: none installed, installing {requirement}.")
+            run([sys.executable, "-m", "pip", "install", requirement])
+            if family == "onnxruntime":
+                say(
+                    "onnxruntime runs on the CPU. For an NVIDIA GPU, replace it: "
+                    f"`{sys.executable} -m pip uninstall onnxruntime`, then install onnxruntime-gpu."
+                )
+        elif len(found) > 1:
+            say(
+                f"warning: several {family} builds are installed ({', '.join(found)}); they "
+                f"share one folder and may be broken. Keep one: `{sys.executable} -m pip "
+                f"uninstall {' '.join(found)}`, then install the one you want."
             )
-        elif found:
-            print(f"[comfyui-dwpose] {family}: {found[0]} is installed, keeping it.")
-    for req in missing:
-        print(f"[comfyui-dwpose] {FAMILY[req]}: none installed, installing {req}.")
-        run([sys.executable, "-m", "pip", "install", req])
-    if "onnxruntime" in missing:
-        print(
-            "[comfyui-dwpose] onnxruntime runs on the CPU. For an NVIDIA GPU, replace it: "
-            f"`{sys.executable} -m pip uninstall onnxruntime` then `pip install onnxruntime-gpu`."
-        )
+        else:
+            name, version = found[0], installed[found[0]]
+            say(f"{family}: {name} {version} is installed, keeping it.")
+            if family == "OpenCV" and release(version) >= EXACT_OPENCV:
+                say(
+                    f"warning: with OpenCV {version} pose maps can differ from upstream DWPose "
+                    "in a few pixels (line clipping, crop interpolation). For exact maps: "
+                    f'`{sys.executable} -m pip install "{name}<4.13"`.'
+                )
     return 0
 
 

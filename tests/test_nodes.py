@@ -420,36 +420,44 @@ def install():
     return module
 
 
+ORT, CV = "onnxruntime", "opencv-python-headless<4.13"
+
+
 @pytest.mark.parametrize(
     ("installed", "missing"),
     [
-        ([], ["onnxruntime", "opencv-python-headless"]),
-        (["numpy", "torch"], ["onnxruntime", "opencv-python-headless"]),
+        ([], [ORT, CV]),
+        (["numpy", "torch"], [ORT, CV]),
         (["onnxruntime-gpu", "opencv-contrib-python"], []),
         (["onnxruntime_directml", "OpenCV-Python"], []),
         (["onnxruntime-openvino", "opencv-python-headless"], []),
-        (["onnxruntime-extensions", "onnxruntime-genai", "opencv-python"], ["onnxruntime"]),
-        (["ort-nightly-gpu"], ["opencv-python-headless"]),
+        (["onnxruntime-extensions", "onnxruntime-genai", "opencv-python"], [ORT]),
+        (["ort-nightly-gpu"], [CV]),
     ],
 )
 def test_install_adds_a_build_only_where_none_is_installed(install, installed, missing):
     commands = []
-    assert install.main(installed, run=commands.append) == 0
+    assert install.main(dict.fromkeys(installed, "4.12.0"), run=commands.append) == 0
     assert commands == [[sys.executable, "-m", "pip", "install", m] for m in missing]
 
 
-def test_install_warns_about_two_builds_and_keeps_them(install, capsys):
+def test_install_warns_and_keeps_what_is_there(install, capsys):
     commands = []
-    install.main(["onnxruntime", "onnxruntime-gpu", "opencv-python-headless"], run=commands.append)
+    installed = {"onnxruntime": "1.20", "onnxruntime-gpu": "1.20", "opencv-python": "5.0.0.93"}
+    install.main(installed, run=commands.append)
+    out = capsys.readouterr().out
     assert commands == []
-    assert "several onnxruntime builds are installed (onnxruntime, onnxruntime-gpu)" in (
-        capsys.readouterr().out
-    )
+    assert "several onnxruntime builds are installed (onnxruntime, onnxruntime-gpu)" in out
+    assert "with OpenCV 5.0.0.93 pose maps can differ" in out and '"opencv-python<4.13"' in out
+    for version, exact in [("4.12.0.88", True), ("4.10.0", True), ("4.13.0.92", False)]:
+        install.main({"onnxruntime": "1.20", "opencv-contrib-python": version}, run=commands.append)
+        assert ("pose maps can differ" not in capsys.readouterr().out) == exact
+    assert commands == []
 
 
 def test_install_reads_this_pythons_distributions(install):
-    names = install.installed_distributions()
-    assert "numpy" in names and "onnxruntime" in names
+    installed = install.installed_distributions()
+    assert installed["numpy"] == np.__version__ and "onnxruntime" in installed
 
 
 # ---------------------------------------------------------------------------- workflow
