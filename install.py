@@ -53,6 +53,12 @@ def release(version: str) -> tuple[int, ...]:
     return tuple(int(re.match(r"\d*", part)[0] or 0) for part in version.split(".")[:2])
 
 
+def keep_numpy(installed: dict[str, str]) -> list[str]:
+    """Pin the installed numpy, so that pip picks builds that fit it instead of moving
+    ComfyUI's numpy (OpenCV 4.12 wants numpy 2.0-2.2; 4.11 takes any)."""
+    return [f"numpy=={installed['numpy']}"] if "numpy" in installed else []
+
+
 def say(message: str) -> None:
     print(f"[comfyui-dwpose] {message}", flush=True)  # before pip's own output
 
@@ -66,7 +72,7 @@ def main(installed: dict[str, str] | None = None, run=subprocess.check_call) -> 
         found = sorted(name for name in installed if pattern.fullmatch(name))
         if not found:
             say(f"{family}: none installed, installing {requirement}.")
-            run([sys.executable, "-m", "pip", "install", requirement])
+            run([sys.executable, "-m", "pip", "install", requirement, *keep_numpy(installed)])
             if family == "onnxruntime":
                 say(
                     "onnxruntime runs on the CPU. For an NVIDIA GPU, replace it: "
