@@ -10,6 +10,7 @@ interrupt checks, with this folder's `models/` as the models folder.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections import OrderedDict
@@ -41,8 +42,6 @@ from .comfyui_dwpose.result import (
 
 def _comfy_module(name: str):
     """A ComfyUI module, or None outside ComfyUI (only its absence is tolerated)."""
-    import importlib
-
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
