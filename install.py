@@ -1,0 +1,100 @@
+"""Install onnxruntime and OpenCV for comfyui-dwpose, only where no build of them is present.
+
+ComfyUI-Manager runs this after installing requirements.txt. onnxruntime and OpenCV each
+come as several mutually exclusive wheels that write into one folder (onnxruntime,
+onnxruntime-gpu, onnxruntime-directml...; opencv-python, -headless, -contrib...). Adding a
+second one over the first breaks both, so the decision is made from the installed
+distributions (not from whether `import` works), and nothing is added next to an
+existing build. Run it by hand with ComfyUI's Python: `python install.py`.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from importlib import metadata
+
+# Each family: how to recognise its builds, and what to install when none is present.
+# OpenCV stays at 4.12 or older: 4.13 clips thick lines at the canvas border differently
+# and 5.0 interpolates crops differently (keypoints move by a pixel); either breaks the
+# pixel-exact upstream maps (measured on ../shared/golden: 4.10-4.12 exact).
+EXACT_OPENCV = (4, 13)  # first version whose maps differ
+FAMILIES = {
+    "onnxruntime": (
+        # onnxruntime, -gpu, -directml, -openvino, ...; not the add-ons that need one.
+        re.compile(r"(onnxruntime|ort-nightly)(?!-(extensions|genai|tools))(-.+)?"),
+        "onnxruntime",
+    ),
+    "OpenCV": (
+        # opencv-python, opencv-python-headless, opencv-contrib-python[-headless], -rolling.
+        re.compile(r"opencv(-contrib)?-python(-headless)?(-rolling)?"),
+        "opencv-python-headless<4.13",
+    ),
+}
+
+
+def normalize(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_distributions() -> dict[str, str]:
+    """Name -> version of the distributions installed for this Python."""
+    return {
+        normalize(d.metadata["Name"]): d.version
+        for d in metadata.distributions()
+        if d.metadata["Name"]
+    }
+
+
+def release(version: str) -> tuple[int, ...]:
+    """(major, minor) of a version string such as 4.12.0.88."""
+    return tuple(int(re.match(r"\d*", part)[0] or 0) for part in version.split(".")[:2])
+
+
+def keep_numpy(installed: dict[str, str]) -> list[str]:
+    """Pin the installed numpy, so that pip picks builds that fit it instead of moving
+    ComfyUI's numpy (OpenCV 4.12 wants numpy 2.0-2.2; 4.11 takes any)."""
+    return [f"numpy=={installed['numpy']}"] if "numpy" in installed else []
+
+
+def say(message: str) -> None:
+    print(f"[comfyui-dwpose] {message}", flush=True)  # before pip's own output
+
+
+def main(installed: dict[str, str] | None = None, run=subprocess.check_call) -> int:
+    """Check each family in `installed` (default: this Python's) and install what is missing."""
+    if installed is None:
+        installed = installed_distributions()
+    installed = {normalize(name): version for name, version in installed.items()}
+    for family, (pattern, requirement) in FAMILIES.items():
+        found = sorted(name for name in installed if pattern.fullmatch(name))
+        if not found:
+            say(f"{family}: none installed, installing {requirement}.")
+            run([sys.executable, "-m", "pip", "install", requirement, *keep_numpy(installed)])
+            if family == "onnxruntime":
+                say(
+                    "onnxruntime runs on the CPU. For an NVIDIA GPU, replace it: "
+                    f"`{sys.executable} -m pip uninstall onnxruntime`, then install onnxruntime-gpu."
+                )
+        elif len(found) > 1:
+            say(
+                f"warning: several {family} builds are installed ({', '.join(found)}); they "
+                f"share one folder and may be broken. Keep one: `{sys.executable} -m pip "
+                f"uninstall {' '.join(found)}`, then install the one you want."
+            )
+        else:
+            name, version = found[0], installed[found[0]]
+            say(f"{family}: {name} {version} is installed, keeping it.")
+            if family == "OpenCV" and release(version) >= EXACT_OPENCV:
+                say(
+                    f"warning: with OpenCV {version} pose maps can differ from upstream DWPose "
+                    "in a few pixels (line clipping, crop interpolation). For exact maps: "
+                    f'`{sys.executable} -m pip install "{name}<4.13"`.'
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

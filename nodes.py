@@ -1,0 +1,397 @@
+"""ComfyUI nodes: thin adapters between ComfyUI's types and the bundled `comfyui_dwpose`.
+
+IMAGE tensors become RGB uint8 arrays, widgets become options; the pose logic is the
+library's. The library is imported relatively, so the copy in this folder is used even
+when another version of `comfyui_dwpose` is installed, and ComfyUI's own top-level
+`nodes` module (or comfyui_controlnet_aux's `dwpose`, `util`...) never shadows ours.
+Outside ComfyUI (tests, scripts) the nodes still run: without progress bars, without
+interrupt checks, with this folder's `models/` as the models folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .comfyui_dwpose.cli import map_size
+from .comfyui_dwpose.estimator import DWPose
+from .comfyui_dwpose.hub import (
+    DEFAULT_DETECTOR,
+    DEFAULT_POSE_MODEL,
+    MODELS_DIR_ENV,
+    REGISTRY,
+    known_names,
+    resolve_model,
+)
+from .comfyui_dwpose.images import as_rgb_uint8
+from .comfyui_dwpose.render import BODY_STICK_WIDTH, render_pose
+from .comfyui_dwpose.result import (
+    DEFAULT_THRESHOLD,
+    PoseFrame,
+    from_pose_keypoint,
+    save_json,
+    to_pose_keypoint,
+)
+
+
+def _comfy_module(name: str):
+    """A ComfyUI module, or None outside ComfyUI (only its absence is tolerated)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name or name.startswith(f"{exc.name}."):
+            return None
+        raise
+
+
+folder_paths = _comfy_module("folder_paths")
+comfy_utils = _comfy_module("comfy.utils")
+model_management = _comfy_module("comfy.model_management")
+
+PACK_DIR = Path(__file__).resolve().parent
+MODELS_FOLDER = "dwpose"  # ComfyUI/models/dwpose
+NO_DETECTOR = "none (whole image)"
+FRAMES_PER_BATCH = 8  # frames per estimator call: people of these go to the pose model together
+CACHE_SIZE = 2  # estimators kept loaded (two nodes with different models do not thrash)
+CATEGORY = "DWPose"
+MAX_RESOLUTION = 16384
+
+if folder_paths is not None:
+    folder_paths.add_model_folder_path(
+        MODELS_FOLDER, os.path.join(folder_paths.models_dir, MODELS_FOLDER)
+    )
+    folder_paths.add_model_folder_path(MODELS_FOLDER, str(PACK_DIR / "models"))
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def model_folders() -> list[Path]:
+    """Folders searched for model files, in order; downloads go to the first one.
+
+    In ComfyUI: the `dwpose` model folders (models/dwpose, extra_model_paths.yaml, this
+    pack's models/). Outside: this pack's models/. `$DWPOSE_MODELS_DIR` comes last.
+    """
+    if folder_paths is not None:
+        folders = [Path(p) for p in folder_paths.get_folder_paths(MODELS_FOLDER)]
+    else:
+        folders = [PACK_DIR / "models"]
+    if os.environ.get(MODELS_DIR_ENV):
+        folders.append(Path(os.environ[MODELS_DIR_ENV]).expanduser())
+    return list(dict.fromkeys(folders))
+
+
+def _onnx_files(folders: list[Path]) -> list[str]:
+    """ONNX files found in the model folders, as paths relative to their folder."""
+    found = []
+    for folder in folders:
+        for root, _, files in os.walk(folder, followlinks=True):
+            for name in files:
+                if name.lower().endswith(".onnx"):
+                    found.append(Path(root, name).relative_to(folder).as_posix())
+    return sorted(set(found))
+
+
+def model_choices(kind: str) -> list[str]:
+    """Combo values: registry names of this kind first (default first), then local files."""
+    other = {n for n, f in REGISTRY.items() if f.kind != kind}
+    names = [n for n in known_names(kind) if n.endswith(".onnx")]
+    local = [n for n in _onnx_files(model_folders()) if n not in other]
+    return list(dict.fromkeys([*names, *local]))
+
+
+def _model_path(name: str, kind: str, folders: list[Path]) -> Path:
+    """A local file for a combo value: found in a model folder, or fetched from the Hub
+    (registry names only) into the first folder. Registry files are verified."""
+    for folder in folders:
+        if (folder / name).is_file():
+            if name in REGISTRY:
+                return resolve_model(name, kind=kind, models_dir=folder)
+            return folder / name
+    if name in REGISTRY:
+        return resolve_model(name, kind=kind, models_dir=folders[0] if folders else None)
+    where = ", ".join(str(f) for f in folders)
+    raise FileNotFoundError(
+        f"{kind} model {name!r} is not in the DWPose model folders ({where}). Put the file "
+        f"there, or choose a known model ({', '.join(known_names(kind))}) to download it."
+    )
+
+
+_ESTIMATORS: OrderedDict[tuple, DWPose] = OrderedDict()
+
+
+def get_estimator(
+    detector: str,
+    pose_model: str,
+    detector_channels: str = "bgr",
+    max_people: int = 0,
+    whole_image_fallback: bool = False,
+) -> DWPose:
+    """The estimator for these options, loaded once and kept across executions."""
+    folders = model_folders()
+    key = (detector, pose_model, detector_channels, max_people, whole_image_fallback, *folders)
+    if key in _ESTIMATORS:
+        _ESTIMATORS.move_to_end(key)
+        return _ESTIMATORS[key]
+    use_detector = detector != NO_DETECTOR
+    estimator = DWPose(
+        _model_path(detector, "detector", folders) if use_detector else None,
+        _model_path(pose_model, "pose", folders),
+        detector_channels=detector_channels,
+        max_people=max_people or None,
+        whole_image_fallback=whole_image_fallback,
+        use_detector=use_detector,
+    )
+    _ESTIMATORS[key] = estimator
+    while len(_ESTIMATORS) > CACHE_SIZE:
+        _ESTIMATORS.popitem(last=False)
+    return estimator
+
+
+# ------------------------------------------------------------------------ conversions
+
+
+def _frames(image: torch.Tensor, start: int, stop: int) -> list[np.ndarray]:
+    """Frames start..stop of an IMAGE batch as RGB uint8 arrays."""
+    chunk = image[start:stop].detach().cpu().float().numpy()
+    return [as_rgb_uint8(f, name=f"IMAGE frame {start + i}") for i, f in enumerate(chunk)]
+
+
+def _check_image(image: torch.Tensor) -> None:
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
+        shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
+        raise ValueError(f"expected an IMAGE batch [B,H,W,3], got {shape}")
+    if len(image) == 0:
+        raise ValueError("the IMAGE batch is empty (0 frames)")
+
+
+def _to_image(maps: np.ndarray) -> torch.Tensor:
+    """RGB uint8 maps (B,H,W,3) as a ComfyUI IMAGE: float32 0-1."""
+    return torch.from_numpy(maps).float().div_(255.0)
+
+
+def _draw(frames: list[PoseFrame], options: dict) -> np.ndarray:
+    """Maps of all frames at the requested resolution, stacked (B,H,W,3) uint8."""
+    sizes = {map_size(f.width, f.height, options["resolution"]) for f in frames}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"the frames' maps would differ in size ({sorted(sizes)}); an IMAGE batch needs one "
+            "size: set a resolution, or render frames of different canvases separately"
+        )
+    [(width, height)] = sizes
+    return render_pose(
+        frames,
+        width,
+        height,
+        threshold=options["threshold"],
+        body=options["body"],
+        hands=options["hands"],
+        face=options["face"],
+        feet=options["feet"],
+        stick_width="xinsr" if options["xinsr_stick_width"] else BODY_STICK_WIDTH,
+    )
+
+
+# ------------------------------------------------------------------------------ nodes
+
+
+def _drawing_inputs() -> dict:
+    """Widgets shared by the estimator and the render node (same names, same defaults)."""
+    return {
+        "resolution": ("INT", {
+            "default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 64,
+            "tooltip": "Short side of the pose map in pixels; 0 draws at the image's own size.",
+        }),
+        "body": ("BOOLEAN", {"default": True, "tooltip": "Draw the body."}),
+        "hands": ("BOOLEAN", {"default": True, "tooltip": "Draw the hands."}),
+        "face": ("BOOLEAN", {"default": True, "tooltip": "Draw the face."}),
+        "feet": ("BOOLEAN", {
+            "default": False,
+            "tooltip": "Draw the feet (OpenPose BODY_25 style; upstream DWPose does not).",
+        }),
+        "threshold": ("FLOAT", {
+            "default": DEFAULT_THRESHOLD, "min": 0.0, "max": 1.0, "step": 0.01,
+            "tooltip": "Keypoint score needed to draw a point or mark it visible in POSE_KEYPOINT.",
+        }),
+        "xinsr_stick_width": ("BOOLEAN", {
+            "default": False,
+            "tooltip": "Scale the body limb width with the map size, for xinsir's SDXL OpenPose ControlNet.",
+        }),
+    }  # fmt: skip
+
+
+class DWPoseEstimator:
+    """IMAGE (one frame or a batch of video frames) -> pose maps and POSE_KEYPOINT."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        detectors = [*model_choices("detector"), NO_DETECTOR]
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "One image or a batch of video frames."}),
+                "detector": (detectors, {
+                    "default": DEFAULT_DETECTOR,
+                    "tooltip": "Person detector (YOLOX). Known names are downloaded to models/dwpose on first use; files placed there are listed too.",
+                }),
+                "pose_model": (model_choices("pose"), {
+                    "default": DEFAULT_POSE_MODEL,
+                    "tooltip": "Whole-body pose model (DWPose / RTMPose SimCC ONNX).",
+                }),
+                **_drawing_inputs(),
+                "detector_channels": (["bgr", "rgb"], {
+                    "default": "bgr",
+                    "tooltip": "bgr: as YOLOX was trained (better boxes). rgb: what other DWPose nodes and the ControlNet app feed it.",
+                }),
+                "max_people": ("INT", {
+                    "default": 0, "min": 0, "max": 1000,
+                    "tooltip": "Keep only the N largest people per frame; 0 keeps all.",
+                }),
+                "whole_image_fallback": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "When nobody is detected, treat the whole image as one person (upstream DWPose's behaviour).",
+                }),
+            }
+        }  # fmt: skip
+
+    RETURN_TYPES = ("IMAGE", "POSE_KEYPOINT")
+    RETURN_NAMES = ("pose_map", "pose_keypoint")
+    OUTPUT_TOOLTIPS = (
+        "OpenPose-style maps for ControlNet, one per frame.",
+        "Keypoints: one OpenPose-format dict per frame (real scores in extra keys).",
+    )
+    FUNCTION = "estimate"
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "DWPose whole-body pose estimation (body, feet, face, hands) with exact OpenPose maps."
+    )
+
+    def estimate(
+        self,
+        image: torch.Tensor,
+        detector: str = DEFAULT_DETECTOR,
+        pose_model: str = DEFAULT_POSE_MODEL,
+        detector_channels: str = "bgr",
+        max_people: int = 0,
+        whole_image_fallback: bool = False,
+        **drawing,
+    ) -> tuple[torch.Tensor, list[dict]]:
+        _check_image(image)
+        options = _drawing_options(drawing)
+        estimator = get_estimator(
+            detector, pose_model, detector_channels, max_people, whole_image_fallback
+        )
+        total = len(image)
+        progress = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
+        frames: list[PoseFrame] = []
+        maps = []
+        for start in range(0, total, FRAMES_PER_BATCH):
+            if model_management is not None:
+                model_management.throw_exception_if_processing_interrupted()
+            batch = estimator(_frames(image, start, start + FRAMES_PER_BATCH))
+            maps.append(_draw(batch, options))
+            frames += batch
+            if progress is not None:
+                progress.update(len(batch))
+        return _to_image(np.concatenate(maps)), to_pose_keypoint(frames, options["threshold"])
+
+
+class DWPoseRender:
+    """POSE_KEYPOINT (this pack's or comfyui_controlnet_aux's) -> pose maps."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "One dict per frame (OpenPose format)."}),
+                **_drawing_inputs(),
+            }
+        }  # fmt: skip
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("pose_map",)
+    FUNCTION = "render"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Draw POSE_KEYPOINT as OpenPose-style maps; with the estimator's settings the maps are identical to its own."
+
+    def render(self, pose_keypoint: list[dict] | dict, **drawing) -> tuple[torch.Tensor]:
+        frames = from_pose_keypoint(pose_keypoint)
+        if not frames:
+            raise ValueError("POSE_KEYPOINT holds no frames")
+        return (_to_image(_draw(frames, _drawing_options(drawing))),)
+
+
+class DWPoseSaveKeypoints:
+    """Write POSE_KEYPOINT to the output folder as one JSON file (`dwpose render` reads it)."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "pose_keypoint": ("POSE_KEYPOINT",),
+                "filename_prefix": ("STRING", {
+                    "default": "dwpose/keypoints",
+                    "tooltip": "File name prefix inside the output folder; may contain subfolders.",
+                }),
+            }
+        }  # fmt: skip
+
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_NODE = True
+    FUNCTION = "save"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Save POSE_KEYPOINT as a JSON file (prefix_00001.json, ...) in the output folder."
+
+    def save(self, pose_keypoint: list[dict] | dict, filename_prefix: str = "dwpose/keypoints"):
+        value = [pose_keypoint] if isinstance(pose_keypoint, dict) else list(pose_keypoint)
+        path = next_json_path(output_directory(), filename_prefix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_json(value, path)  # temporary name, then rename
+        return {"ui": {"text": [str(path)]}, "result": (str(path),)}
+
+
+def output_directory() -> Path:
+    """ComfyUI's output folder; outside ComfyUI, ./output."""
+    if folder_paths is not None:
+        return Path(folder_paths.get_output_directory())
+    return Path("output").resolve()
+
+
+def next_json_path(output_dir: Path, prefix: str) -> Path:
+    """`<prefix>_NNNNN.json` with the next free number, kept inside `output_dir`."""
+    output_dir = output_dir.resolve()
+    target = (output_dir / (prefix.strip() or "keypoints")).resolve()
+    if output_dir not in target.parents:
+        raise ValueError(f"filename_prefix {prefix!r} points outside the output folder")
+    pattern = re.compile(re.escape(target.name) + r"_(\d+)\.json")
+    taken = [0]
+    if target.parent.is_dir():
+        taken += [int(m[1]) for p in target.parent.iterdir() if (m := pattern.fullmatch(p.name))]
+    return target.with_name(f"{target.name}_{max(taken) + 1:05d}.json")
+
+
+def _drawing_options(drawing: dict) -> dict:
+    """The drawing widgets with their defaults filled in; unknown names are an error."""
+    defaults = {name: spec[1]["default"] for name, spec in _drawing_inputs().items()}
+    unknown = set(drawing) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown drawing option(s): {', '.join(sorted(unknown))}")
+    return {**defaults, **drawing}
+
+
+NODE_CLASS_MAPPINGS = {
+    "DWPoseWB_Estimator": DWPoseEstimator,
+    "DWPoseWB_Render": DWPoseRender,
+    "DWPoseWB_SaveKeypoints": DWPoseSaveKeypoints,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "DWPoseWB_Estimator": "DWPose Whole-Body Estimator",
+    "DWPoseWB_Render": "DWPose Render Keypoints",
+    "DWPoseWB_SaveKeypoints": "DWPose Save Keypoints (JSON)",
+}

@@ -1,0 +1,504 @@
+"""The ComfyUI node pack, loaded the way ComfyUI loads a custom node folder.
+
+ComfyUI is not installed here, so this also proves that the pack imports and its nodes
+run without it (no progress bar, no interrupt checks, its own models folder). The only
+stand-in for a ComfyUI module is a top-level `nodes` (ComfyUI owns that name) that fails
+on use, present while the pack loads so that an absolute import would be caught. The
+models are the golden stand-ins (../shared/golden/README.md), not real DWPose weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import math
+import os
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DWPOSE_SHARED_DIR", ROOT.parent / "shared"))
+GOLDEN_IDS = ("000000000785", "000000040083", "000000196141", "000000197388")
+IMAGE_ID = GOLDEN_IDS[0]
+OPENPOSE_PARTS = {  # key: points
+    "pose_keypoints_2d": 18,
+    "face_keypoints_2d": 70,
+    "hand_left_keypoints_2d": 21,
+    "hand_right_keypoints_2d": 21,
+}
+
+# comfyui_controlnet_aux's node keys (NODE_CLASS_MAPPINGS of its __init__.py,
+# hint_image_enchance.py and every node_wrappers/*.py at commit e8b689a5).
+CONTROLNET_AUX_KEYS = {
+    "AIO_Preprocessor", "AnimalPosePreprocessor", "AnimeFace_SemSegPreprocessor",
+    "AnimeLineArtPreprocessor", "AnyLineArtPreprocessor_aux", "BAE-NormalMapPreprocessor",
+    "BinaryPreprocessor", "CannyEdgePreprocessor", "ColorPreprocessor",
+    "ControlNetAuxSimpleAddText", "ControlNetPreprocessorSelector", "DSINE-NormalMapPreprocessor",
+    "DWPreprocessor", "DensePosePreprocessor", "DepthAnythingPreprocessor",
+    "DepthAnythingV2Preprocessor", "DiffusionEdge_Preprocessor",
+    "ExecuteAllControlNetPreprocessors", "FacialPartColoringFromPoseKps",
+    "FakeScribblePreprocessor", "HEDPreprocessor", "HintImageEnchance",
+    "ImageGenResolutionFromImage", "ImageGenResolutionFromLatent", "ImageIntensityDetector",
+    "ImageLuminanceDetector", "InpaintPreprocessor", "LeReS-DepthMapPreprocessor",
+    "LineArtPreprocessor", "LineartStandardPreprocessor", "M-LSDPreprocessor",
+    "Manga2Anime_LineArt_Preprocessor", "MaskOptFlow", "MediaPipe-FaceMeshPreprocessor",
+    "MeshGraphormer+ImpactDetector-DepthMapPreprocessor", "MeshGraphormer-DepthMapPreprocessor",
+    "Metric3D-DepthMapPreprocessor", "Metric3D-NormalMapPreprocessor",
+    "MiDaS-DepthMapPreprocessor", "MiDaS-NormalMapPreprocessor",
+    "OneFormer-ADE20K-SemSegPreprocessor", "OneFormer-COCO-SemSegPreprocessor",
+    "OpenposePreprocessor", "PiDiNetPreprocessor", "PixelPerfectResolution",
+    "PyraCannyPreprocessor", "RenderAnimalKps", "RenderPeopleKps", "SAMPreprocessor",
+    "SavePoseKpsAsJsonFile", "ScribblePreprocessor", "Scribble_PiDiNet_Preprocessor",
+    "Scribble_XDoG_Preprocessor", "SemSegPreprocessor", "ShufflePreprocessor",
+    "TEEDPreprocessor", "TTPlanet_TileGF_Preprocessor", "TTPlanet_TileSimple_Preprocessor",
+    "TilePreprocessor", "UniFormer-SemSegPreprocessor", "Unimatch_OptFlowPreprocessor",
+    "UpperBodyTrackingFromPoseKps", "Zoe-DepthMapPreprocessor", "Zoe_DepthAnythingPreprocessor",
+}  # fmt: skip
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+
+
+def shared_dir() -> Path:
+    if not (SHARED / "golden" / "README.md").is_file():
+        pytest.fail(
+            f"the team's shared reference data is missing at {SHARED}: check out the project "
+            "beside its shared/ folder, or set DWPOSE_SHARED_DIR"
+        )
+    return SHARED
+
+
+def load_custom_node(folder: Path) -> types.ModuleType:
+    """As ComfyUI's nodes.load_custom_node: a module spec from the folder's __init__.py,
+    named after the folder's path (dots replaced), registered before it runs."""
+    name = str(folder).replace(".", "_x_")
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def taken(name: str) -> types.ModuleType:
+    """A top-level module someone else owns (ComfyUI's `nodes`, comfyui_controlnet_aux's
+    `dwpose`..., another installed `comfyui_dwpose`): using it fails the test."""
+    module = types.ModuleType(name)
+
+    def __getattr__(attr):
+        raise AssertionError(f"the pack used top-level {name}.{attr}: import relatively")
+
+    module.__getattr__ = __getattr__
+    return module
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Offline, with the stand-in models in a models folder of their own ($DWPOSE_MODELS_DIR)."""
+    golden = shared_dir() / "golden"
+    models = tmp_path_factory.mktemp("dwpose_models")
+    for name in ("det.onnx", "pose.onnx"):
+        shutil.copy(golden / "models" / name, models / name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DWPOSE_MODELS_DIR", str(models))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield types.SimpleNamespace(golden=golden, models=models)
+
+
+@pytest.fixture(scope="module")
+def pack(env):
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("nodes", "comfyui_dwpose", "dwpose", "util", "processor"):
+            mp.setitem(sys.modules, name, taken(name))
+        module = load_custom_node(ROOT)
+    yield module
+    prefix = module.__name__ + "."
+    for name in [n for n in sys.modules if n == module.__name__ or n.startswith(prefix)]:
+        del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def nodes(pack):
+    """The pack's nodes module (not ComfyUI's, not the repo root on sys.path)."""
+    return sys.modules[pack.__name__ + ".nodes"]
+
+
+@pytest.fixture(scope="module")
+def frames(env) -> np.ndarray:
+    """Two video frames of the same size: a COCO image and its mirror image (uint8 RGB)."""
+    image = np.asarray(Image.open(SHARED / "data/mmpose_testdata/coco" / f"{IMAGE_ID}.jpg"))
+    return np.stack([image, np.ascontiguousarray(image[:, ::-1])])
+
+
+def as_image(frames: np.ndarray) -> torch.Tensor:
+    """An IMAGE batch as ComfyUI's LoadImage makes it: float32 [B,H,W,3] in 0-1."""
+    return torch.from_numpy(frames.astype(np.float32) / 255.0)
+
+
+@pytest.fixture(scope="module")
+def estimated(nodes, frames):
+    """The estimator node's outputs on the two frames, default options."""
+    nodes._ESTIMATORS.clear()
+    return nodes.DWPoseEstimator().estimate(as_image(frames), "det.onnx", "pose.onnx")
+
+
+def render_lib(nodes):
+    """The bundled library's own functions, for comparisons."""
+    return nodes.render_pose, nodes.from_pose_keypoint
+
+
+# ------------------------------------------------------------------------ loading, API
+
+
+def test_pack_loads_like_comfyui_and_uses_its_bundled_library(pack, nodes):
+    assert set(pack.NODE_CLASS_MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS)
+    assert pack.NODE_CLASS_MAPPINGS["DWPoseWB_Estimator"] is nodes.DWPoseEstimator
+    assert nodes.DWPose.__module__ == f"{pack.__name__}.comfyui_dwpose.estimator"
+    # Without ComfyUI: no progress, no interrupts, the pack's own models folder.
+    assert nodes.folder_paths is None and nodes.comfy_utils is None
+    assert nodes.model_management is None
+    assert nodes.model_folders()[0] == ROOT / "models"
+
+
+def test_node_keys_are_prefixed_and_free_of_controlnet_aux_keys(pack):
+    keys = list(pack.NODE_CLASS_MAPPINGS)
+    assert keys == ["DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_SaveKeypoints"]
+    assert not set(keys) & CONTROLNET_AUX_KEYS
+    names = list(pack.NODE_DISPLAY_NAME_MAPPINGS.values())
+    assert len(set(names)) == len(names) and all(n.startswith("DWPose ") for n in names)
+    assert "DWPose Estimator" not in names  # comfyui_controlnet_aux's DWPreprocessor
+
+
+def check_input(name: str, spec: tuple) -> None:
+    assert isinstance(spec, tuple) and 1 <= len(spec) <= 2, name
+    kind, options = spec[0], (spec[1] if len(spec) == 2 else {})
+    assert isinstance(options, dict), name
+    if isinstance(kind, list):  # a combo
+        assert kind and all(isinstance(v, str) for v in kind), name
+        assert options.get("default", kind[0]) in kind, name
+        return
+    assert isinstance(kind, str) and kind.isupper(), name
+    if "default" in options:
+        default = options["default"]
+        expected = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}[kind]
+        assert type(default) is expected, name
+        assert options.get("min", default) <= default <= options.get("max", default), name
+
+
+@pytest.mark.parametrize("key", ["DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_SaveKeypoints"])
+def test_node_class_is_well_formed(pack, key):
+    cls = pack.NODE_CLASS_MAPPINGS[key]
+    types_ = cls.INPUT_TYPES()
+    assert set(types_) <= {"required", "optional", "hidden"} and types_["required"]
+    inputs = {**types_["required"], **types_.get("optional", {})}
+    for name, spec in inputs.items():
+        check_input(name, spec)
+    assert isinstance(cls.RETURN_TYPES, tuple)
+    assert all(isinstance(t, str) and t.isupper() for t in cls.RETURN_TYPES)
+    for attr in ("RETURN_NAMES", "OUTPUT_TOOLTIPS"):
+        assert len(getattr(cls, attr, cls.RETURN_TYPES)) == len(cls.RETURN_TYPES)
+    assert isinstance(cls.CATEGORY, str) and cls.CATEGORY
+    method = getattr(cls, cls.FUNCTION)
+    inspect.signature(method).bind(cls(), **dict.fromkeys(inputs))  # takes every input
+
+
+def test_model_combos_list_known_names_and_local_files(nodes, env):
+    detector = nodes.DWPoseEstimator.INPUT_TYPES()["required"]["detector"]
+    pose = nodes.DWPoseEstimator.INPUT_TYPES()["required"]["pose_model"]
+    assert detector[0][0] == detector[1]["default"] == "yolox_l.onnx"
+    assert pose[0][0] == pose[1]["default"] == "dw-ll_ucoco_384.onnx"
+    assert {"det.onnx", "pose.onnx", nodes.NO_DETECTOR} <= set(detector[0])
+    assert "pose.onnx" in pose[0] and "yolox_l.onnx" not in pose[0]
+    assert "dw-ll_ucoco_384.onnx" not in detector[0]
+
+
+# ---------------------------------------------------------------------- the estimator
+
+
+def test_estimator_node_maps(nodes, frames, estimated, env):
+    pose_map, pose_keypoint = estimated
+    assert pose_map.shape == (2, 425, 640, 3) and pose_map.dtype == torch.float32
+    assert pose_map.min() >= 0.0 and pose_map.max() <= 1.0
+    pixels = pose_map.numpy() * 255.0
+    np.testing.assert_array_equal(pixels, np.rint(pixels))  # exactly uint8 / 255
+    maps = np.rint(pixels).astype(np.uint8)
+    assert all(m.any() for m in maps)
+    render_pose, from_pose_keypoint = render_lib(nodes)
+    # The node adds nothing: the library on the same frames draws the same maps...
+    direct = nodes.DWPose(env.models / "det.onnx", env.models / "pose.onnx")(list(frames))
+    np.testing.assert_array_equal(maps, render_pose(direct))
+    # ...and so does drawing the frames it returned.
+    np.testing.assert_array_equal(maps, render_pose(from_pose_keypoint(pose_keypoint)))
+
+
+def test_estimator_node_pose_keypoint_layout(estimated, env):
+    _, pose_keypoint = estimated
+    golden = json.loads((env.golden / IMAGE_ID / "comfy_ort" / "pose_keypoint.json").read_text())
+    assert isinstance(pose_keypoint, list) and len(pose_keypoint) == 2
+    json.dumps(pose_keypoint)  # plain JSON values only
+    for frame in pose_keypoint:
+        assert (frame["canvas_width"], frame["canvas_height"]) == (640, 425)
+        assert len(frame["people"]) == 2
+        for person in frame["people"]:
+            assert set(golden[0]["people"][0]) == set(OPENPOSE_PARTS) <= set(person)
+            assert person["pose_keypoints_2d"] is not None
+            for key, count in OPENPOSE_PARTS.items():
+                if person[key] is None:
+                    continue
+                points = np.asarray(person[key]).reshape(-1, 3)
+                assert len(points) == count
+                hidden = (points == 0).all(axis=1)
+                assert ((points[:, 2] == 1.0) | hidden).all()
+                assert (points[:, 2] == 1.0).any()  # a part with no visible point is null
+
+
+def test_rgb_detector_gives_comfyui_controlnet_aux_keypoints(nodes, frames, env):
+    """Fed RGB as comfyui_controlnet_aux does, the four OpenPose parts equal its own."""
+    golden = json.loads((env.golden / IMAGE_ID / "comfy_ort" / "pose_keypoint.json").read_text())
+    _, got = nodes.DWPoseEstimator().estimate(
+        as_image(frames[:1]), "det.onnx", "pose.onnx", detector_channels="rgb"
+    )
+    assert len(got) == len(golden) == 1
+    assert len(got[0]["people"]) == len(golden[0]["people"])
+    for ours, theirs in zip(got[0]["people"], golden[0]["people"]):
+        assert {k: ours[k] for k in theirs} == theirs
+
+
+def test_estimator_node_options(nodes, frames, env):
+    image = as_image(frames)
+    run = nodes.DWPoseEstimator().estimate
+    pose_map, _ = run(image, "det.onnx", "pose.onnx", resolution=512)
+    assert pose_map.shape == (2, 512, 771, 3)
+    _, one = run(image, "det.onnx", "pose.onnx", max_people=1)
+    assert [len(f["people"]) for f in one] == [1, 1]
+    _, whole = run(image, nodes.NO_DETECTOR, "pose.onnx")
+    assert [f["people"][0]["box"][:4] for f in whole] == [[0, 0, 640, 425]] * 2
+
+
+def test_render_node_reproduces_the_estimator_map(nodes, frames, estimated, env):
+    pose_map, pose_keypoint = estimated
+    (rendered,) = nodes.DWPoseRender().render(pose_keypoint)
+    assert torch.equal(rendered, pose_map)
+    drawing = {"resolution": 512, "feet": True, "face": False, "threshold": 0.5}
+    drawing["xinsr_stick_width"] = True
+    pose_map, pose_keypoint = nodes.DWPoseEstimator().estimate(
+        as_image(frames), "det.onnx", "pose.onnx", **drawing
+    )
+    (rendered,) = nodes.DWPoseRender().render(pose_keypoint, **drawing)
+    assert rendered.shape == (2, 512, 771, 3) and torch.equal(rendered, pose_map)
+
+
+@pytest.mark.parametrize("image_id", GOLDEN_IDS)
+def test_render_node_draws_controlnet_aux_pose_keypoint(nodes, env, image_id):
+    """comfyui_controlnet_aux's POSE_KEYPOINT (visible c = 1) draws upstream's exact map."""
+    value = json.loads((env.golden / image_id / "comfy_ort" / "pose_keypoint.json").read_text())
+    expected = np.asarray(Image.open(env.golden / image_id / "official_rgb" / "pose.png"))
+    (rendered,) = nodes.DWPoseRender().render(value)
+    got = np.rint(rendered[0].numpy() * 255.0).astype(np.uint8)
+    assert rendered.shape == (1, *expected.shape)
+    assert int((got != expected).any(axis=-1).sum()) == 0
+
+
+def test_estimator_is_cached_across_executions(nodes, frames, env):
+    nodes._ESTIMATORS.clear()
+    run = nodes.DWPoseEstimator().estimate
+    image = as_image(frames[:1])
+    run(image, "det.onnx", "pose.onnx")
+    [first] = nodes._ESTIMATORS.values()
+    run(image, "det.onnx", "pose.onnx", resolution=256, face=False)  # drawing only: no reload
+    assert list(nodes._ESTIMATORS.values()) == [first]
+    assert nodes.get_estimator("det.onnx", "pose.onnx") is first
+    run(image, "det.onnx", "pose.onnx", detector_channels="rgb")
+    run(image, "det.onnx", "pose.onnx", max_people=1)
+    assert len(nodes._ESTIMATORS) == nodes.CACHE_SIZE and first not in nodes._ESTIMATORS.values()
+
+
+def test_progress_per_batch_and_interrupt_between_batches(nodes, frames, env, monkeypatch):
+    """ComfyUI's ProgressBar and interrupt check, replaced by recorders on the nodes module."""
+    updates, checks = [], []
+
+    class ProgressBar:
+        def __init__(self, total):
+            self.total = total
+
+        def update(self, value):
+            updates.append((value, self.total))
+
+    class Interrupted(Exception):
+        pass
+
+    def throw_exception_if_processing_interrupted():
+        checks.append(len(updates))
+        if stop_at is not None and len(checks) == stop_at:
+            raise Interrupted
+
+    monkeypatch.setattr(nodes, "comfy_utils", types.SimpleNamespace(ProgressBar=ProgressBar))
+    monkeypatch.setattr(
+        nodes,
+        "model_management",
+        types.SimpleNamespace(
+            throw_exception_if_processing_interrupted=throw_exception_if_processing_interrupted
+        ),
+    )
+    monkeypatch.setattr(nodes, "FRAMES_PER_BATCH", 2)
+    image = as_image(np.concatenate([frames, frames, frames[:1]]))  # 5 frames: 3 batches
+    stop_at = None
+    pose_map, pose_keypoint = nodes.DWPoseEstimator().estimate(image, "det.onnx", "pose.onnx")
+    assert updates == [(2, 5), (2, 5), (1, 5)] and checks == [0, 1, 2]
+    assert len(pose_map) == len(pose_keypoint) == 5
+    updates.clear(), checks.clear()
+    stop_at = 2
+    with pytest.raises(Interrupted):
+        nodes.DWPoseEstimator().estimate(image, "det.onnx", "pose.onnx")
+    assert updates == [(2, 5)]  # stopped before the second batch
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_missing_model_offline_says_where_to_put_it(nodes, frames, env, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(Exception, match=r"yolox_l\.onnx") as info:
+        nodes.DWPoseEstimator().estimate(as_image(frames[:1]), "yolox_l.onnx", "pose.onnx")
+    assert type(info.value).__name__ == "NotCachedError"
+    assert str(ROOT / "models" / "yolox_l.onnx") in str(info.value)
+    with pytest.raises(FileNotFoundError, match="not in the DWPose model folders"):
+        nodes.DWPoseEstimator().estimate(as_image(frames[:1]), "gone.onnx", "pose.onnx")
+
+
+def test_wrong_model_kind_and_bad_images_raise_clear_errors(nodes, frames, env):
+    run = nodes.DWPoseEstimator().estimate
+    with pytest.raises(Exception, match="not a YOLOX person detector"):
+        run(as_image(frames[:1]), "pose.onnx", "pose.onnx")
+    broken = as_image(frames)
+    broken[1, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="IMAGE frame 1: the image has NaN"):
+        run(broken, "det.onnx", "pose.onnx")
+    with pytest.raises(ValueError, match=r"expected an IMAGE batch \[B,H,W,3\]"):
+        run(as_image(frames)[0], "det.onnx", "pose.onnx")
+    with pytest.raises(ValueError, match="no frames"):
+        nodes.DWPoseRender().render([])
+
+
+# --------------------------------------------------------------------------- save JSON
+
+
+def test_save_keypoints_node_writes_numbered_json(nodes, estimated, tmp_path, monkeypatch):
+    monkeypatch.setattr(nodes, "output_directory", lambda: tmp_path)
+    _, pose_keypoint = estimated
+    save = nodes.DWPoseSaveKeypoints().save
+    first = save(pose_keypoint, "dwpose/keypoints")
+    second = save(pose_keypoint[0], "dwpose/keypoints")  # one frame dict: still a list
+    paths = [Path(first["result"][0]), Path(second["result"][0])]
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "dwpose/keypoints_00001.json",
+        "dwpose/keypoints_00002.json",
+    ]
+    assert first["ui"]["text"] == [str(paths[0])]
+    assert json.loads(paths[0].read_text()) == pose_keypoint
+    assert json.loads(paths[1].read_text()) == pose_keypoint[:1]
+    assert sorted(p.name for p in paths[0].parent.iterdir()) == [p.name for p in paths]
+    with pytest.raises(ValueError, match="outside the output folder"):
+        save(pose_keypoint, "../escape")
+
+
+# ---------------------------------------------------------------------------- install.py
+
+
+@pytest.fixture(scope="module")
+def install():
+    spec = importlib.util.spec_from_file_location("dwpose_install", ROOT / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ORT, CV = "onnxruntime", "opencv-python-headless<4.13"
+
+
+@pytest.mark.parametrize(
+    ("installed", "missing"),
+    [
+        ([], [ORT, CV]),
+        (["numpy", "torch"], [ORT, CV]),
+        (["onnxruntime-gpu", "opencv-contrib-python"], []),
+        (["onnxruntime_directml", "OpenCV-Python"], []),
+        (["onnxruntime-openvino", "opencv-python-headless"], []),
+        (["onnxruntime-extensions", "onnxruntime-genai", "opencv-python"], [ORT]),
+        (["ort-nightly-gpu"], [CV]),
+    ],
+)
+def test_install_adds_a_build_only_where_none_is_installed(install, installed, missing):
+    commands = []
+    assert install.main(dict.fromkeys(installed, "4.12.0"), run=commands.append) == 0
+    pins = ["numpy==4.12.0"] if "numpy" in installed else []
+    assert commands == [[sys.executable, "-m", "pip", "install", m, *pins] for m in missing]
+
+
+def test_install_warns_and_keeps_what_is_there(install, capsys):
+    commands = []
+    installed = {"onnxruntime": "1.20", "onnxruntime-gpu": "1.20", "opencv-python": "5.0.0.93"}
+    install.main(installed, run=commands.append)
+    out = capsys.readouterr().out
+    assert commands == []
+    assert "several onnxruntime builds are installed (onnxruntime, onnxruntime-gpu)" in out
+    assert "with OpenCV 5.0.0.93 pose maps can differ" in out and '"opencv-python<4.13"' in out
+    for version, exact in [("4.12.0.88", True), ("4.10.0", True), ("4.13.0.92", False)]:
+        install.main({"onnxruntime": "1.20", "opencv-contrib-python": version}, run=commands.append)
+        assert ("pose maps can differ" not in capsys.readouterr().out) == exact
+    assert commands == []
+
+
+def test_install_reads_this_pythons_distributions(install):
+    installed = install.installed_distributions()
+    assert installed["numpy"] == np.__version__ and "onnxruntime" in installed
+
+
+# ---------------------------------------------------------------------------- workflow
+
+
+def widget_inputs(cls) -> list[tuple[str, tuple]]:
+    """Inputs shown as widgets, in the order the front end stores their values."""
+    types_ = cls.INPUT_TYPES()
+    inputs = {**types_["required"], **types_.get("optional", {})}
+    return [(n, s) for n, s in inputs.items() if isinstance(s[0], list) or s[0] in WIDGET_TYPES]
+
+
+def test_example_workflow_matches_the_nodes(pack):
+    workflow = json.loads((ROOT / "workflows" / "dwpose_basic.json").read_text())
+    by_id = {node["id"]: node for node in workflow["nodes"]}
+    ours = [n for n in workflow["nodes"] if n["type"] in pack.NODE_CLASS_MAPPINGS]
+    assert {n["type"] for n in ours} == {"DWPoseWB_Estimator", "DWPoseWB_SaveKeypoints"}
+    for node in ours:
+        cls = pack.NODE_CLASS_MAPPINGS[node["type"]]
+        widgets = widget_inputs(cls)
+        assert len(node["widgets_values"]) == len(widgets), node["type"]
+        for (name, spec), value in zip(widgets, node["widgets_values"]):
+            if isinstance(spec[0], list):
+                assert value in spec[0], name
+            else:
+                expected = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}[spec[0]]
+                assert type(value) is expected, name
+                assert spec[1].get("min", value) <= value <= spec[1].get("max", value), name
+                if name == "threshold":
+                    assert math.isclose(value, spec[1]["default"])
+        assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
+        links = [i["type"] for i in node["inputs"]]
+        assert links == [s[0] for n, s in cls.INPUT_TYPES()["required"].items() if s[0] in links]
+    for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
+        assert by_id[src]["outputs"][src_slot]["type"] == kind
+        assert link_id in by_id[src]["outputs"][src_slot]["links"]
+        assert by_id[dst]["inputs"][dst_slot] == {
+            "name": by_id[dst]["inputs"][dst_slot]["name"],
+            "type": kind,
+            "link": link_id,
+        }
+    assert workflow["last_link_id"] == max(link[0] for link in workflow["links"])
+    assert workflow["last_node_id"] == max(by_id)
