@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .comfyui_dwpose.cli import map_size
 from .comfyui_dwpose.estimator import DWPose
 from .comfyui_dwpose.hub import (
     DEFAULT_DETECTOR,
@@ -30,7 +29,7 @@ from .comfyui_dwpose.hub import (
     resolve_model,
 )
 from .comfyui_dwpose.images import as_rgb_uint8
-from .comfyui_dwpose.render import BODY_STICK_WIDTH, render_pose
+from .comfyui_dwpose.render import BODY_STICK_WIDTH, map_size, render_pose
 from .comfyui_dwpose.result import (
     DEFAULT_THRESHOLD,
     PoseFrame,

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from . import hub
 from .images import ImageError, load_image, save_image
-from .render import BODY_STICK_WIDTH, render_pose
+from .render import BODY_STICK_WIDTH, map_size, render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame, load_json, save_json, to_pose_keypoint
 from .runtime import BackendUnavailableError, ModelLoadError
 
@@ -227,14 +227,6 @@ def _draw(frame: PoseFrame, args: argparse.Namespace) -> np.ndarray:
 def _write_frame(frame: PoseFrame, stem: Path, args: argparse.Namespace) -> None:
     save_image(_draw(frame, args), stem.with_name(stem.name + ".png"))
     save_json(to_pose_keypoint(frame, args.threshold), stem.with_name(stem.name + ".json"))
-
-
-def map_size(width: int, height: int, resolution: int) -> tuple[int, int]:
-    """The map size whose short side is `resolution` (0: the frame's own size)."""
-    if resolution <= 0:
-        return width, height
-    scale = resolution / min(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _collect_images(inputs: list[str]) -> list[Path]:

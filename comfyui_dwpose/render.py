@@ -56,6 +56,14 @@ def xinsr_stick_width(width: int, height: int) -> int:
     return BODY_STICK_WIDTH * scale
 
 
+def map_size(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """The map size whose short side is `resolution` (0: the frame's own size)."""
+    if resolution <= 0:
+        return width, height
+    scale = resolution / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def render_pose(
     frames: PoseFrame | Sequence[PoseFrame],
     width: int | None = None,

@@ -16,7 +16,8 @@ from conftest import ROOT, add_to_hf_cache, assert_same_image
 from PIL import Image
 
 from comfyui_dwpose import from_pose_keypoint, render_pose
-from comfyui_dwpose.cli import main, map_size
+from comfyui_dwpose.cli import main
+from comfyui_dwpose.render import map_size
 
 
 @pytest.fixture
