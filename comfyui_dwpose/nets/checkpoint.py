@@ -1,0 +1,221 @@
+"""PyTorch weight files in and out, without ever running code from them.
+
+Read: ``.pth``/``.pt`` through ``torch.load(weights_only=True)`` and ``.safetensors``.
+Layouts understood (facts from mmengine, mmcv 1.x and DWPose's distiller):
+
+- a plain state dict, or a trainer checkpoint ``{"meta", "state_dict", "optimizer",
+  "message_hub", ...}``; without ``state_dict``, mmengine's ``ema_state_dict``;
+- EMA: mmengine's EMAHook saves the averaged weights under the model's own names and the
+  raw ones as ``ema_state_dict["module.<name>"]``; mmcv 1.x's EMAHook keeps ``ema_<name
+  with _ for .>`` buffers beside them, again with the averaged weights under the model's
+  names. So the model's own names are the weights to deploy, and ``ema_*`` copies are dropped;
+- DWPose distillation checkpoints: ``student.`` and ``teacher.`` prefixes (plus loss
+  modules); one branch is taken, the student by default;
+- ``module.`` prefixes of (Distributed)DataParallel.
+
+Trainer checkpoints also pickle objects that ``weights_only`` refuses (numpy arrays in
+``meta``, mmengine's ``HistoryBuffer`` in ``message_hub``). Those are read as inert
+placeholders (never constructed, their data dropped) when they come from numpy or the
+OpenMMLab packages; anything else is refused with the list of what the file asks for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import uuid
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .arch import ConversionError, NetConfig, candidates, choose, shape_text
+
+# Modules whose pickled objects may be replaced by placeholders: what training code writes
+# beside the weights (metadata, logs). Their content is never needed for inference.
+PLACEHOLDER_MODULES = ("numpy", "mmengine", "mmcv", "mmpose", "mmdet", "mmrazor", "mmpretrain")
+BRANCHES = ("student", "teacher")
+
+
+class _Placeholder:
+    """Stands in for a pickled object that is not needed: takes any arguments and state, keeps none."""
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+def read_pth(path: str | os.PathLike) -> object:
+    """``torch.load(path, weights_only=True)``, with placeholders for trainer metadata objects."""
+    path = Path(path)
+    needed = _unsafe_globals(path)
+    foreign = [name for name in needed if name.split(".")[0] not in PLACEHOLDER_MODULES]
+    if foreign:
+        raise ConversionError(
+            f"{path.name} refers to code that loading it would run ({', '.join(foreign[:5])}); "
+            "it is refused because weights are never unpickled. If you trust the file, re-save "
+            "its weights alone where you trust it, e.g. `torch.save(torch.load(f, weights_only=False)"
+            '["state_dict"], "weights.pth")`, and convert that.'
+        )
+    placeholders = [(_Placeholder, name) for name in needed]
+    try:
+        with torch.serialization.safe_globals(placeholders):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise ConversionError(f"{path.name}: not a readable PyTorch checkpoint ({exc})") from exc
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals the file needs beyond what ``weights_only`` allows."""
+    if not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
+        raise ConversionError(
+            f"reading {path.name} safely needs torch 2.6 or newer (this is {torch.__version__}); "
+            "upgrade torch, or use the model's .onnx or .safetensors file"
+        )
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except (RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+        raise ConversionError(f"{path.name}: not a readable PyTorch checkpoint ({exc})") from exc
+
+
+def extract_state_dict(checkpoint: object, branch: str = "student") -> dict[str, torch.Tensor]:
+    """The deployable weights of a checkpoint in any of the layouts above, model names only."""
+    if branch not in BRANCHES:
+        raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
+    if not isinstance(checkpoint, dict):
+        raise ConversionError(f"expected a dict of weights, found a {type(checkpoint).__name__}")
+    state = checkpoint
+    if isinstance(checkpoint.get("state_dict"), dict):
+        state = checkpoint["state_dict"]
+    elif isinstance(checkpoint.get("ema_state_dict"), dict):
+        state = {k: v for k, v in checkpoint["ema_state_dict"].items() if k != "steps"}
+    state = _strip_common_prefix(state, "module.")
+    if any(k.startswith(f"{b}.") for b in BRANCHES for k in state):
+        prefix = f"{branch}."
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise ConversionError(f"the distillation checkpoint holds no {branch} weights")
+    if any(not k.startswith("ema_") for k in state):
+        state = {k: v for k, v in state.items() if not k.startswith("ema_")}
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        keys = ", ".join(list(checkpoint)[:8])
+        raise ConversionError(f"no weights found (top-level keys: {keys})")
+    return tensors
+
+
+def _strip_common_prefix(state: dict, prefix: str) -> dict:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def read_state_dict(
+    path: str | os.PathLike, branch: str = "student"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Weights of a ``.pth``/``.pt`` checkpoint or a ``.safetensors`` file, and the
+    metadata the file carries (what ``save_safetensors`` wrote; empty for ``.pth``)."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        return extract_state_dict(read_pth(path), branch), {}
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise ConversionError(f"{path.name}: not a readable safetensors file ({exc})") from exc
+
+
+def infer_config(
+    state: dict[str, torch.Tensor],
+    arch: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    source: str = "the checkpoint",
+) -> NetConfig:
+    """The configuration whose state dict has exactly these names and shapes.
+
+    RTMPose weights fix their own input size (SimCC bins, token MLP) and keypoint count;
+    YOLOX weights fix the class count, and ``input_size`` (default: the size's published
+    one) only sets the default inference size.
+    """
+    if "head.cls_x.weight" in state:
+        height, width = (
+            state["head.cls_y.weight"].shape[0] // 2,
+            state["head.cls_x.weight"].shape[0] // 2,
+        )
+        configs = candidates(
+            "pose",
+            arch,
+            input_size or (height, width),
+            num_keypoints=state["head.final_layer.weight"].shape[0],
+        )
+    elif "bbox_head.multi_level_conv_cls.0.weight" in state:
+        classes = state["bbox_head.multi_level_conv_cls.0.weight"].shape[0]
+        configs = candidates("det", arch, input_size, num_classes=classes)
+    else:
+        keys = ", ".join(list(state)[:5])
+        raise ConversionError(
+            f"{source} is neither an RTMPose nor a YOLOX state dict in OpenMMLab naming "
+            f"(first keys: {keys})"
+        )
+    return choose(configs, lambda config: _state_mismatches(config, state), source)
+
+
+def _state_mismatches(config: NetConfig, state: dict[str, torch.Tensor]) -> list[str]:
+    expected = config.build_meta().state_dict()
+    problems = []
+    for name, value in expected.items():
+        if name not in state:
+            if not name.endswith("num_batches_tracked"):
+                problems.append(f"{name} missing (expected {shape_text(value.shape)})")
+        elif state[name].shape != value.shape:
+            problems.append(
+                f"{name} is {shape_text(state[name].shape)}, expected {shape_text(value.shape)}"
+            )
+    problems += [
+        f"{name} is not a parameter of {config.arch}" for name in state if name not in expected
+    ]
+    return problems
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """``load_state_dict(strict=True)``, taking the tensors as they are (``assign``), so a
+    model built on the meta device costs no initialisation. BatchNorm step counters a
+    file lacks count as 0."""
+    full = dict(state)
+    for name, value in model.state_dict().items():
+        if name.endswith("num_batches_tracked") and name not in full:
+            full[name] = torch.zeros(value.shape, dtype=value.dtype)
+    model.load_state_dict(full, strict=True, assign=True)
+    return model
+
+
+def save_safetensors(model: nn.Module, config: NetConfig, path: str | os.PathLike) -> Path:
+    """Write the model's state dict with its configuration as metadata, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "arch": config.arch,
+        "input_size": f"{config.input_size[0]}x{config.input_size[1]}",
+        "num_keypoints": str(config.num_keypoints),
+        "num_classes": str(config.num_classes),
+    }
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
