@@ -29,7 +29,9 @@ class DWPose:
 
     detector, pose_model: a registry name (e.g. "yolox_l.onnx"), a Hub reference
         "owner/repo/file.onnx" or a local path. Weights are fetched and cached on first use.
-    backend: "auto" or "onnxruntime". device: "auto", "cpu", "cuda", "cuda:N", ...
+    backend: "auto" (torch on a GPU, onnxruntime on the CPU), "onnxruntime" or "torch".
+    device: "auto", "cpu", "cuda", "cuda:N", "mps", ... precision (torch): "auto" (float16
+        on GPUs, float32 on the CPU), "fp32", "fp16" or "bf16".
     detector_score: keep boxes scoring above this (upstream 0.3).
     nms_iou: boxes overlapping a better one above this IoU are dropped (upstream 0.45).
     detector_channels: "bgr" feeds the detector BGR as YOLOX was trained; "rgb" reproduces
@@ -59,6 +61,7 @@ class DWPose:
         batch_size: int = 32,
         models_dir: str | os.PathLike | None = None,
         local_files_only: bool | None = None,
+        precision: str = "auto",
     ):
         if max_people is not None and max_people < 1:
             raise ValueError(f"max_people must be at least 1 (or None for all), got {max_people}")
@@ -67,10 +70,13 @@ class DWPose:
         fetch = {"models_dir": models_dir, "local_files_only": local_files_only}
         self.detector: Detector | None = None
         if use_detector and detector is not None:
-            model = load_model(resolve_model(detector, kind="detector", **fetch), backend, device)
+            path = resolve_model(detector, kind="detector", **fetch)
+            model = load_model(path, backend, device, precision)
             _check_detector(model)
             self.detector = Detector(model, detector_score, nms_iou, detector_channels)
-        model = load_model(resolve_model(pose_model, kind="pose", **fetch), backend, device)
+        model = load_model(
+            resolve_model(pose_model, kind="pose", **fetch), backend, device, precision
+        )
         _check_pose(model)
         self.pose = PoseModel(model, batch_size)
         self.max_people = max_people
@@ -145,6 +151,12 @@ class DWPose:
         size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
         small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return small, np.array([w / size[0], h / size[1]])
+
+    def release(self) -> None:
+        """Free the GPU memory the models hold (torch backend); they move back on the next call."""
+        for model in (self.detector.model if self.detector else None, self.pose.model):
+            if hasattr(model, "release"):
+                model.release()
 
     def __repr__(self) -> str:
         detector = self.detector.model if self.detector else None

@@ -174,7 +174,8 @@ def resolve_model(
         raise UnknownModelError(
             f"Unknown model {text!r}. {_known_names_text(kind)}\n{_ACCEPTED_FORMS}"
         )
-    if kind is not None and entry.kind != kind:
+    # A checkpoint is a pose model in PyTorch form (the torch backend runs it).
+    if kind is not None and entry.kind != kind and (kind, entry.kind) != ("pose", "checkpoint"):
         raise UnknownModelError(
             f"{text!r} is a {entry.kind} model, not a {kind} model. {_known_names_text(kind)}"
         )

@@ -1,8 +1,9 @@
-"""Inference backends behind one small interface, `Model`.
+"""Inference backends behind one small interface, `Model`, and `load_model` to choose one.
 
-onnxruntime is the default engine. The execution provider is chosen from what is
-installed (CUDA, ROCm, DirectML, CoreML, then CPU), and a requested accelerator that
-cannot start is an error, never a silent switch to the CPU.
+onnxruntime runs the ONNX files as they are. The execution provider is chosen from what
+is installed (CUDA, ROCm, DirectML, CoreML, then CPU), and a requested accelerator that
+cannot start is an error, never a silent switch to the CPU. The torch backend
+(`runtime_torch.py`) runs the official architectures on any torch device.
 """
 
 from __future__ import annotations
@@ -163,8 +164,67 @@ def _load_error(path: Path, exc: Exception) -> str:
     return f"{path}: onnxruntime cannot load this model: {text.strip().splitlines()[-1] if text.strip() else exc!r}"
 
 
-def load_model(path: str | os.PathLike, backend: str = "auto", device: str = "auto") -> Model:
-    """A `Model` for `path` on `backend` ("auto" or "onnxruntime")."""
-    if backend not in ("auto", "onnxruntime", "onnx", "ort"):
-        raise BackendUnavailableError(f"unknown backend {backend!r}: use 'auto' or 'onnxruntime'")
+ONNXRUNTIME_NAMES = ("onnxruntime", "onnx", "ort")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
+
+
+def load_model(
+    path: str | os.PathLike,
+    backend: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+) -> Model:
+    """A `Model` for `path` on `backend`: "auto", "onnxruntime" or "torch".
+
+    "auto" runs the torch backend where torch has a GPU for `device` (CUDA, ROCm, MPS;
+    ComfyUI's device inside ComfyUI), or for PyTorch checkpoints (.pth, .safetensors),
+    and onnxruntime otherwise. An .onnx file on torch is first converted into the official
+    architecture and checked against onnxruntime (`nets.load_net`); under "auto" a file
+    that cannot be converted runs on onnxruntime instead. `precision` ("auto", "fp32",
+    "fp16", "bf16") applies to torch; onnxruntime runs the file as it is.
+    """
+    if backend not in ("auto", "torch", *ONNXRUNTIME_NAMES):
+        raise BackendUnavailableError(
+            f"unknown backend {backend!r}: use 'auto', 'onnxruntime' or 'torch'"
+        )
+    path = Path(path)
+    checkpoint = path.suffix.lower() in CHECKPOINT_SUFFIXES
+    if backend == "torch" or (backend == "auto" and checkpoint):
+        return _torch_model(path, device, precision)
+    if checkpoint:
+        raise BackendUnavailableError(
+            f"{path.name} is a PyTorch checkpoint: run it with backend='torch', or convert it "
+            f"for onnxruntime with `dwpose convert {path.name} -o {path.stem}.onnx`"
+        )
+    if backend == "auto" and (precision not in ("auto", "fp32") or _torch_has_gpu(device)):
+        try:
+            return _torch_model(path, device, precision)
+        except (ModelLoadError, BackendUnavailableError) as exc:
+            log.warning("%s; running it on onnxruntime instead", exc)
+    if precision not in ("auto", "fp32"):
+        raise BackendUnavailableError(
+            f"precision {precision!r} needs the torch backend; onnxruntime runs {path.name} as it is"
+        )
     return OnnxModel(path, device=device)
+
+
+def _torch_model(path: Path, device: str, precision: str) -> Model:
+    try:
+        from .runtime_torch import TorchModel
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"the torch backend needs PyTorch ({exc}): install torch, or use backend='onnxruntime'"
+        ) from exc
+    return TorchModel.from_file(path, device, precision)
+
+
+def _torch_has_gpu(device: str) -> bool:
+    """Whether the torch backend would run on a GPU for `device` (False without torch)."""
+    try:
+        from .runtime_torch import torch_device
+    except ImportError:
+        return False
+    try:
+        return torch_device(device).type != "cpu"
+    except BackendUnavailableError:
+        return False

@@ -90,9 +90,7 @@ def candidates(
     ]
 
 
-def choose(
-    configs: list[NetConfig], mismatches: Callable[[NetConfig], list[str]], source: str
-) -> NetConfig:
+def choose(configs: list[NetConfig], mismatches: Callable[[NetConfig], list[str]]) -> NetConfig:
     """The first configuration without mismatches; otherwise an error naming the closest one's."""
     found = []
     for config in configs:
@@ -110,7 +108,7 @@ def choose(
         if len(problems) > SHOWN_MISMATCHES
         else ""
     )
-    raise ConversionError(f"{source} does not fit {what}: {shown}{more}")
+    raise ConversionError(f"the weights do not fit {what}: {shown}{more}")
 
 
 def shape_text(shape) -> str:

@@ -58,7 +58,7 @@ def read_pth(path: str | os.PathLike) -> object:
     foreign = [name for name in needed if name.split(".")[0] not in PLACEHOLDER_MODULES]
     if foreign:
         raise ConversionError(
-            f"{path.name} refers to code that loading it would run ({', '.join(foreign[:5])}); "
+            f"the file refers to code that loading it would run ({', '.join(foreign[:5])}); "
             "it is refused because weights are never unpickled. If you trust the file, re-save "
             "its weights alone where you trust it, e.g. `torch.save(torch.load(f, weights_only=False)"
             '["state_dict"], "weights.pth")`, and convert that.'
@@ -68,20 +68,20 @@ def read_pth(path: str | os.PathLike) -> object:
         with torch.serialization.safe_globals(placeholders):
             return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise ConversionError(f"{path.name}: not a readable PyTorch checkpoint ({exc})") from exc
+        raise ConversionError(f"not a readable PyTorch checkpoint ({exc})") from exc
 
 
 def _unsafe_globals(path: Path) -> list[str]:
     """The globals the file needs beyond what ``weights_only`` allows."""
     if not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
         raise ConversionError(
-            f"reading {path.name} safely needs torch 2.6 or newer (this is {torch.__version__}); "
+            f"reading .pth files safely needs torch 2.6 or newer (this is {torch.__version__}); "
             "upgrade torch, or use the model's .onnx or .safetensors file"
         )
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except (RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as exc:
-        raise ConversionError(f"{path.name}: not a readable PyTorch checkpoint ({exc})") from exc
+        raise ConversionError(f"not a readable PyTorch checkpoint ({exc})") from exc
 
 
 def extract_state_dict(checkpoint: object, branch: str = "student") -> dict[str, torch.Tensor]:
@@ -130,14 +130,13 @@ def read_state_dict(
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}  # noqa: SIM118
     except (SafetensorError, OSError) as exc:
-        raise ConversionError(f"{path.name}: not a readable safetensors file ({exc})") from exc
+        raise ConversionError(f"not a readable safetensors file ({exc})") from exc
 
 
 def infer_config(
     state: dict[str, torch.Tensor],
     arch: str | None = None,
     input_size: tuple[int, int] | None = None,
-    source: str = "the checkpoint",
 ) -> NetConfig:
     """The configuration whose state dict has exactly these names and shapes.
 
@@ -162,10 +161,10 @@ def infer_config(
     else:
         keys = ", ".join(list(state)[:5])
         raise ConversionError(
-            f"{source} is neither an RTMPose nor a YOLOX state dict in OpenMMLab naming "
+            "the weights are neither an RTMPose nor a YOLOX state dict in OpenMMLab naming "
             f"(first keys: {keys})"
         )
-    return choose(configs, lambda config: _state_mismatches(config, state), source)
+    return choose(configs, lambda config: _state_mismatches(config, state))
 
 
 def _state_mismatches(config: NetConfig, state: dict[str, torch.Tensor]) -> list[str]:

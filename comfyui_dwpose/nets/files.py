@@ -52,8 +52,16 @@ def load_net(
     otherwise. ``input_size`` is (height, width): RTMPose weights fix it themselves;
     for YOLOX it is the inference size (default: the ONNX file's, else the published one).
     ``branch`` picks "student" or "teacher" weights of a distillation checkpoint.
+    Errors are ``ConversionError``s that start with the file's name.
     """
     path = Path(path)
+    try:
+        return _load(path, arch, input_size, branch)
+    except ConversionError as exc:
+        raise ConversionError(f"{path.name}: {exc}") from exc
+
+
+def _load(path: Path, arch: str | None, input_size: tuple[int, int] | None, branch: str) -> Net:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         module, config = convert_onnx(path, arch, input_size)
@@ -64,13 +72,9 @@ def load_net(
             error = None
         return Net(module, config, path, error)
     if suffix not in CHECKPOINT_SUFFIXES:
-        raise ConversionError(
-            f"{path.name}: unknown model file type; expected .onnx, .pth, .pt or .safetensors"
-        )
+        raise ConversionError("unknown model file type; expected .onnx, .pth, .pt or .safetensors")
     state, metadata = read_state_dict(path, branch)
-    config = infer_config(
-        state, arch or metadata.get("arch"), input_size or _size(metadata), path.name
-    )
+    config = infer_config(state, arch or metadata.get("arch"), input_size or _size(metadata))
     module = load_weights(config.build_meta(), state).eval()
     return Net(module, config, path)
 

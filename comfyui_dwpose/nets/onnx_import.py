@@ -369,8 +369,11 @@ def convert_onnx(
     convs = [s for s in theirs if s.kind == "conv"]
     linears = [s for s in theirs if s.kind == "linear"]
     if not convs:
-        raise ConversionError(f"{path.name} holds no convolutions: not an RTMPose or YOLOX model")
-    if linears:  # RTMPose: SimCC classifiers give the input size, the last conv the keypoints
+        raise ConversionError("the graph holds no convolutions: not an RTMPose or YOLOX model")
+    if len(proto.graph.output) == 2:  # RTMPose: simcc_x, simcc_y
+        if len(linears) < 2:
+            raise ConversionError("the graph has no SimCC classifiers: not an RTMPose model")
+        # The classifiers give the input size (2 bins a pixel), the last conv the keypoints.
         size = input_size or (linears[-1].shape[0] // 2, linears[-2].shape[0] // 2)
         configs = candidates("pose", arch, size, num_keypoints=convs[-1].shape[0])
     else:  # YOLOX: the last conv is the last level's classifier
@@ -382,7 +385,7 @@ def convert_onnx(
         slots_of[config] = module_slots(config)
         return _mismatches(slots_of[config], theirs)
 
-    config = choose(configs, mismatches, path.name)
+    config = choose(configs, mismatches)
     theirs_by_kind = _by_kind(theirs)
     pairs = [
         pair
@@ -402,7 +405,7 @@ def _load_proto(path: Path):
     try:
         return onnx.load(str(path))
     except Exception as exc:  # protobuf raises its own DecodeError types
-        raise ConversionError(f"{path.name}: not a readable ONNX model ({exc})") from exc
+        raise ConversionError(f"not a readable ONNX model ({exc})") from exc
 
 
 def _static_input_size(proto) -> tuple[int, int] | None:
@@ -439,7 +442,7 @@ def verify(
     got = got if isinstance(got, tuple) else (got,)
     if [e.shape for e in expected] != [tuple(g.shape) for g in got]:
         raise ConversionError(
-            f"{Path(path).name}: outputs {[e.shape for e in expected]} but the converted model "
+            f"the file outputs {[e.shape for e in expected]} but the converted model "
             f"gives {[tuple(g.shape) for g in got]}"
         )
     error = max(
@@ -448,7 +451,7 @@ def verify(
     )
     if not error <= tolerance:
         raise ConversionError(
-            f"{Path(path).name}: the converted weights do not reproduce the file (largest "
+            "the converted weights do not reproduce the file (largest "
             f"relative difference {error:.2g}, allowed {tolerance:g}); its graph computes "
             "something other than the official architecture"
         )
