@@ -1,4 +1,5 @@
-"""The `dwpose` command: pose maps and keypoints for images, model downloads, re-rendering.
+"""The `dwpose` command: pose maps and keypoints for images, model downloads, re-rendering,
+model conversion.
 
 Exit codes: 0 everything done; 1 some inputs failed (the others were written); 2 bad
 usage; 3 a model could not be fetched or loaded (nothing was processed).
@@ -57,8 +58,20 @@ def _parser() -> argparse.ArgumentParser:
         default=hub.DEFAULT_POSE_MODEL,
         help="registry name, owner/repo/file or path",
     )
-    pose.add_argument("--backend", default="auto", help="auto or onnxruntime")
-    pose.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, rocm, dml, coreml")
+    pose.add_argument(
+        "--backend",
+        default="auto",
+        help="auto (torch on a GPU, else onnxruntime), onnxruntime or torch",
+    )
+    pose.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N, rocm, mps, dml, coreml"
+    )
+    pose.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="torch backend: auto is fp16 on GPUs, fp32 on the CPU",
+    )
     pose.add_argument(
         "--detector-channels",
         choices=("bgr", "rgb"),
@@ -111,6 +124,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_drawing(render)
     render.set_defaults(run=_run_render)
+
+    convert = commands.add_parser(
+        "convert",
+        help="turn a .pth, .safetensors or official .onnx model into .onnx or .safetensors",
+    )
+    convert.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help=".pth, .pt, .safetensors or .onnx: a path, registry name or owner/repo/file",
+    )
+    convert.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUT",
+        help="OUT.onnx or OUT.safetensors",
+    )
+    convert.add_argument(
+        "--arch",
+        help="rtmpose-t|s|m|l|x or yolox-nano|tiny|s|m|l|x (default: found from the weights)",
+    )
+    convert.add_argument(
+        "--input-size",
+        type=_input_size,
+        metavar="HxW",
+        help="detectors: the ONNX input size (default: the file's or the published one); "
+        "pose weights fix their own",
+    )
+    convert.add_argument(
+        "--teacher",
+        action="store_true",
+        help="take the teacher of a distillation checkpoint (default: the student)",
+    )
+    _add_model_source(convert)
+    convert.set_defaults(run=_run_convert)
     return parser
 
 
@@ -159,6 +208,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _input_size(text: str) -> tuple[int, int]:
+    height, _, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 384x288, got {text!r}") from None
+    if min(size) < 32 or size[0] % 32 or size[1] % 32:
+        raise argparse.ArgumentTypeError(f"both sides must be multiples of 32, got {text!r}")
+    return size
+
+
 def _stick_width(text: str) -> int | str:
     if text == "xinsr":
         return text
@@ -176,7 +236,7 @@ def _run_pose(args: argparse.Namespace) -> int:
         detector_channels=args.detector_channels, max_people=args.max_people,
         whole_image_fallback=args.whole_image_fallback, use_detector=not args.no_detector,
         max_side=args.max_side or None, models_dir=args.models_dir,
-        local_files_only=True if args.offline else None,
+        local_files_only=True if args.offline else None, precision=args.precision,
     )  # fmt: skip
     args.output.mkdir(parents=True, exist_ok=True)
     failed = []
@@ -196,6 +256,33 @@ def _run_download(args: argparse.Namespace) -> int:
     names = args.names or [hub.DEFAULT_DETECTOR, hub.DEFAULT_POSE_MODEL]
     for path in hub.download(names, models_dir=args.models_dir):
         print(path)
+    return EXIT_OK
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    if args.output.suffix.lower() not in (".onnx", ".safetensors"):
+        return _usage(f"{args.output}: the output must end in .onnx or .safetensors")
+    try:
+        from .nets import ConversionError, list_models, load_net, save_net
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"dwpose convert needs PyTorch: pip install torch ({exc})"
+        ) from exc
+    if args.arch is not None and args.arch not in list_models():
+        return _usage(f"unknown --arch {args.arch!r}; known: {', '.join(list_models())}")
+    source = hub.resolve_model(
+        args.checkpoint,
+        models_dir=args.models_dir,
+        local_files_only=True if args.offline else None,
+    )
+    try:
+        net = load_net(source, args.arch, args.input_size, "teacher" if args.teacher else "student")
+        written = save_net(net, args.output)
+    except ConversionError as exc:
+        _error(str(exc))
+        return EXIT_MODEL
+    check = "" if net.onnx_error is None else f"; equals the ONNX file to {net.onnx_error:.1e}"
+    print(f"{source} -> {written} ({net.config}, {net.parameters:,} parameters{check})")
     return EXIT_OK
 
 
