@@ -8,6 +8,9 @@ post-processing.
 Precision: "auto" is float16 on CUDA and MPS, float32 on the CPU. The RTMPose backbone
 runs in the chosen precision; its RTMCC head (about 1% of the work) always runs in
 float32, because its attention squares raw logits, which can leave float16's range.
+"fp32" on CUDA follows torch's TF32 settings, which the process owns (cuDNN convolutions
+default to TF32 on Ampere and later, as onnxruntime's CUDA provider does); set
+``torch.backends.cudnn.conv.fp32_precision = "ieee"`` for IEEE float32.
 """
 
 from __future__ import annotations
