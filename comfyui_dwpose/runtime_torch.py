@@ -80,13 +80,7 @@ def precision_dtype(precision: str, device: torch.device) -> torch.dtype:
 class TorchModel:
     """An official net behind the `Model` interface: eval mode, inference mode, any batch."""
 
-    def __init__(
-        self,
-        net: Net,
-        device: str = "auto",
-        precision: str = "auto",
-        compile: bool = False,
-    ) -> None:
+    def __init__(self, net: Net, device: str = "auto", precision: str = "auto") -> None:
         self.name = net.source.name
         self.config = net.config
         self.device = torch_device(device)
@@ -101,25 +95,17 @@ class TorchModel:
         height, width = self.config.input_size
         self.input_shape = (None, 3, height, width)
         self.output_shapes = _output_shapes(module, self.config.input_size)
-        # fullgraph: the forward has no graph breaks, so a compiled model is one graph.
-        self._forward = (
-            torch.compile(self._run_net, fullgraph=True, dynamic=True) if compile else self._run_net
-        )
 
     @classmethod
     def from_file(
-        cls,
-        path: str | os.PathLike,
-        device: str = "auto",
-        precision: str = "auto",
-        compile: bool = False,
+        cls, path: str | os.PathLike, device: str = "auto", precision: str = "auto"
     ) -> TorchModel:
         """Load a .pth, .safetensors or official .onnx file (see ``nets.load_net``)."""
         try:
             net = load_net(path)
         except ConversionError as exc:
             raise ModelLoadError(str(exc)) from exc
-        return cls(net, device, precision, compile)
+        return cls(net, device, precision)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -132,9 +118,10 @@ class TorchModel:
             self._on_device = True
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
-            return [out.cpu().numpy() for out in self._forward(x)]
+            return [out.cpu().numpy() for out in self._run_net(x)]
 
     def _run_net(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The networks alone: one graph, no breaks (``torch.compile(fullgraph=True)`` takes it)."""
         x = x.to(self.dtype)
         if self.config.kind == "pose":
             feats = self.module.backbone(x)

@@ -91,7 +91,7 @@ def test_model_interface(models):
 
 
 def test_no_graph_breaks_on_the_hot_path(models, crops):
-    """One graph each, so ``compile=True`` (torch.compile, fullgraph) compiles the whole net."""
+    """One graph each, so torch.compile (fullgraph=True) can take each net whole."""
     for path, x in ((models["pose_pt"], crops), (models["det_pt"], np.zeros((2, 3, 96, 128)))):
         model = TorchModel.from_file(path, device="cpu")
         explained = torch._dynamo.explain(model._run_net)(torch.from_numpy(x).float())
@@ -143,6 +143,27 @@ def test_estimator_agrees_between_backends(models, coco_images):
         np.testing.assert_allclose(b.scores, a.scores, atol=SAME * np.abs(a.scores).max())
     assert people == 30
     torch_.release()
+
+
+def test_estimator_paths_on_torch(models, coco_images):
+    """Batches of frames, small pose batches, no detector, the whole-image fallback."""
+    images = [load_image(coco_images[i]) for i in IMAGE_IDS]
+    options = {"backend": "torch", "device": "cpu", "detector_score": 0.35}
+    estimator = DWPose(models["det_pt"], models["pose_pt"], **options)
+    batched = estimator(images)
+    chunked = DWPose(models["det_pt"], models["pose_pt"], batch_size=3, **options)(images)
+    for image, frame, small in zip(images, batched, chunked):
+        alone = estimator(image)
+        for other in (alone, small):  # other batch sizes: other kernels, last-bit differences
+            np.testing.assert_allclose(other.boxes, frame.boxes, atol=1e-3)
+            assert (np.abs(other.keypoints - frame.keypoints) <= 1e-2).mean() >= 0.99
+    h, w = images[1].shape[:2]
+    whole = DWPose(None, models["pose_pt"], backend="torch", device="cpu")(images[1])
+    np.testing.assert_array_equal(whole.boxes, [[0, 0, w, h]])
+    nobody = {**options, "detector_score": 0.99}
+    assert len(DWPose(models["det_pt"], models["pose_pt"], **nobody)(images[1])) == 0
+    fallback = DWPose(models["det_pt"], models["pose_pt"], whole_image_fallback=True, **nobody)
+    np.testing.assert_array_equal(fallback(images[1]).keypoints, whole.keypoints)
 
 
 def test_torch_devices(monkeypatch):

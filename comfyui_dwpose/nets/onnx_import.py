@@ -5,9 +5,12 @@ YOLOX (other module names, another execution order, BatchNorm folded into the co
 ``dw-ll_ucoco_384.onnx`` by mmdeploy. Initializer names are unreliable (folding renames
 them), and execution order differs between codebases, so weights are matched by where
 they sit in the dataflow: both graphs (the ONNX graph and our module's autograd graph)
-are walked depth-first from the outputs, operands in order, which visits the same
-operations in the same order in any codebase that computes the same function. Three
-kinds of weights are collected in that order and paired one to one, shapes checked:
+are walked depth-first from the outputs, operands in order. That visits the same
+operations in the same order whenever the two codebases give each operation its operands
+in the same order, as mmdet, mmpose and Megvii's YOLOX do (concatenations main branch
+first, residual sums branch first, heads box/objectness/class), whatever order they run
+them in. Three kinds of weights are collected in that order and paired one to one,
+shapes checked:
 
 - convolutions (with a following BatchNormalization, or with it folded into a bias),
 - matrix products with a constant operand (``nn.Linear``),
@@ -285,8 +288,9 @@ def _by_kind(slots: list[Slot]) -> dict[str, list[Slot]]:
 
 def _mismatches(ours: list[Slot], theirs: list[Slot]) -> list[str]:
     problems = []
+    their_kinds = _by_kind(theirs)
     for kind, mine in _by_kind(ours).items():
-        other = _by_kind(theirs)[kind]
+        other = their_kinds[kind]
         if len(mine) != len(other):
             problems.append(f"{len(other)} {kind} weights in the file, {len(mine)} expected")
         for a, b in zip(mine, other):

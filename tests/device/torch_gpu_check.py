@@ -22,7 +22,6 @@ OUT = Path(os.environ.get("OUT", HERE / "out"))
 IMAGES = Path(
     os.environ.get("DWPOSE_IMAGES", ROOT.parent / "shared" / "data" / "mmpose_testdata" / "coco")
 )
-OUT.mkdir(parents=True, exist_ok=True)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -295,6 +294,7 @@ def conversions(pose, det, pose_x, det_x):
 
 
 def main():
+    OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     environment()
     pose_x, det_x = inputs()

@@ -17,7 +17,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 OUT = Path(os.environ.get("OUT", HERE / "out"))
-OUT.mkdir(parents=True, exist_ok=True)
 
 import torch  # noqa: E402
 from torch_gpu_check import DET, DEVICE, POSE, calibrate, det_compare, inputs, pose_compare  # noqa: E402
@@ -131,6 +130,7 @@ def release(pose, pose_x):
 
 
 def main():
+    OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     pose_x, det_x = inputs()
     if DEVICE == "cpu":  # rehearsal: half precision is slow on CPUs
