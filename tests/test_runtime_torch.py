@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import IMAGE_IDS
 
-from comfyui_dwpose import DWPose
+from comfyui_dwpose import DWPose, hub
 from comfyui_dwpose import runtime as runtime_module
 from comfyui_dwpose.images import load_image
 from comfyui_dwpose.nets import export_onnx, load_net
@@ -210,3 +210,12 @@ def test_backend_choice(models, standins, monkeypatch, caplog):
         assert isinstance(load_model(standins["pose"]), OnnxModel)
     assert "pose.onnx: the graph has no SimCC classifiers" in caplog.text
     assert "running it on onnxruntime instead" in caplog.text
+
+
+def test_registry_checkpoints_are_pose_models_for_the_estimator(tmp_path):
+    """DWPose's .pth files are pose models the torch backend runs (not cached here: offline)."""
+    with pytest.raises(hub.ModelError) as info:
+        hub.resolve_model("dw-tt_ucoco.pth", kind="pose", cache_dir=tmp_path, local_files_only=True)
+    assert not isinstance(info.value, hub.UnknownModelError)
+    with pytest.raises(hub.UnknownModelError, match="is a checkpoint model, not a detector model"):
+        hub.resolve_model("dw-tt_ucoco.pth", kind="detector", cache_dir=tmp_path)
