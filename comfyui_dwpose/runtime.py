@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -218,8 +219,24 @@ def _torch_model(path: Path, device: str, precision: str) -> Model:
     return TorchModel.from_file(path, device, precision)
 
 
+# Device files a Linux GPU driver creates (NVIDIA, ROCm, WSL2's GPU bridge).
+LINUX_GPU_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
 def _torch_has_gpu(device: str) -> bool:
-    """Whether the torch backend would run on a GPU for `device` (False without torch)."""
+    """Whether the torch backend would run on a GPU for `device` (False without torch).
+
+    Importing torch costs seconds and hundreds of MB, so where torch is not loaded yet,
+    a Linux machine without GPU device files is answered without it.
+    """
+    if device.partition(":")[0] in ("cpu", "dml", "coreml"):
+        return False
+    if (
+        "torch" not in sys.modules
+        and sys.platform.startswith("linux")
+        and not any(os.path.exists(f) for f in LINUX_GPU_FILES)
+    ):
+        return False
     try:
         from .runtime_torch import torch_device
     except ImportError:

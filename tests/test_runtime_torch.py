@@ -8,13 +8,15 @@ report of issue 3); on the CPU, bfloat16 and float16 are emulated.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 import types
 
 import numpy as np
 import pytest
 import torch
-from conftest import IMAGE_IDS
+from conftest import IMAGE_IDS, ROOT
 
 from comfyui_dwpose import DWPose, hub
 from comfyui_dwpose import runtime as runtime_module
@@ -210,6 +212,17 @@ def test_backend_choice(models, standins, monkeypatch, caplog):
         assert isinstance(load_model(standins["pose"]), OnnxModel)
     assert "pose.onnx: the graph has no SimCC classifiers" in caplog.text
     assert "running it on onnxruntime instead" in caplog.text
+
+
+def test_auto_does_not_import_torch_on_a_machine_without_gpu(models):
+    """Importing torch costs seconds and hundreds of MB; a CPU-only Linux box is known without."""
+    code = (
+        "import sys; from comfyui_dwpose.runtime import load_model; "
+        f"print(type(load_model({str(models['pose_onnx'])!r})).__name__, 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.split() == ["OnnxModel", "False"], done.stderr
 
 
 def test_registry_checkpoints_are_pose_models_for_the_estimator(tmp_path):
