@@ -4,6 +4,8 @@ from comfyui_dwpose import DWPose, render_pose
 est = DWPose.from_pretrained()          # yzd-v/DWPose: yolox_l.onnx + dw-ll_ucoco_384.onnx
 frame = est(image)                      # HxWx3 RGB uint8 -> PoseFrame
 pose_map = render_pose(frame)           # the OpenPose map ControlNet expects
+
+DWPosePreprocessor (for diffusers ControlNet pipelines) is imported on first use.
 """
 
 import warnings
@@ -25,3 +27,13 @@ if not VERIFIED_OPENCV[0] <= tuple(map(int, cv2.__version__.split(".")[:2])) < V
     )
 
 __all__ = ["DWPose", "PoseFrame", "from_pose_keypoint", "render_pose", "to_pose_keypoint"]
+__all__ += ["DWPosePreprocessor"]  # imported on first use, by __getattr__ below
+
+
+def __getattr__(name: str):
+    # Lazy, so that importing the package (e.g. from ComfyUI) loads nothing it does not use.
+    if name == "DWPosePreprocessor":
+        from .preprocessor import DWPosePreprocessor
+
+        return DWPosePreprocessor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
