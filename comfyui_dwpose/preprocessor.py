@@ -300,10 +300,10 @@ def _shrink(image: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def _control_size(width: int, height: int, resolution: int) -> tuple[int, int]:
-    """Map size: short side `resolution` (0: the image's), sides rounded to multiples of 8."""
-    w, h = map_size(width, height, resolution)
+    """Map size: short side `resolution` (0: the image's), sides to the nearest multiple of 8."""
+    scale = resolution / min(width, height) if resolution > 0 else 1.0
     m = SIZE_MULTIPLE
-    return max(m, round(w / m) * m), max(m, round(h / m) * m)
+    return max(m, int(width * scale / m + 0.5) * m), max(m, int(height * scale / m + 0.5) * m)
 
 
 def _convert(maps: Sequence[np.ndarray], output_type: str, single: bool):
