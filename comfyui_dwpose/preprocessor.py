@@ -121,9 +121,9 @@ class DWPosePreprocessor:
             (0-1, as diffusers uses; HxWxC too), or a list of them, or a BxHxWxC array or a
             Bx3xHxW tensor. All frames of a list go through the models in shared batches.
         detect_resolution: images whose short side is larger are shrunk (area-averaged) to
-            this short side before estimation, as the ControlNet app does; smaller ones are
-            used as they are. None or 0: always the full resolution. Keypoints come back in
-            the caller's pixels either way.
+            this short side before estimation, as in the ControlNet app; smaller ones are not
+            enlarged (that adds no detail). None or 0: always the full resolution. Keypoints
+            come back in the caller's pixels either way.
         image_resolution: short side of the map; both sides are then rounded to multiples of
             8. None or 0: the image's own size (rounded to multiples of 8).
         include_body / include_hand / include_face / include_feet: parts to draw.
