@@ -13,6 +13,7 @@ import warnings
 import cv2
 
 from .estimator import DWPose
+from .preprocessor import DWPosePreprocessor
 from .render import render_pose
 from .result import PoseFrame, from_pose_keypoint, to_pose_keypoint
 
@@ -26,14 +27,11 @@ if not VERIFIED_OPENCV[0] <= tuple(map(int, cv2.__version__.split(".")[:2])) < V
         stacklevel=2,
     )
 
-__all__ = ["DWPose", "PoseFrame", "from_pose_keypoint", "render_pose", "to_pose_keypoint"]
-__all__ += ["DWPosePreprocessor"]  # imported on first use, by __getattr__ below
-
-
-def __getattr__(name: str):
-    # Lazy, so that importing the package (e.g. from ComfyUI) loads nothing it does not use.
-    if name == "DWPosePreprocessor":
-        from .preprocessor import DWPosePreprocessor
-
-        return DWPosePreprocessor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "DWPose",
+    "DWPosePreprocessor",
+    "PoseFrame",
+    "from_pose_keypoint",
+    "render_pose",
+    "to_pose_keypoint",
+]

@@ -24,7 +24,7 @@ from PIL import Image
 
 from .estimator import DEFAULT_REPO, DWPose
 from .hub import DEFAULT_DETECTOR, DEFAULT_POSE_MODEL, resolve_model
-from .images import ImageError, _pil_to_array, as_rgb_uint8
+from .images import ImageError, as_rgb_uint8, pil_to_array
 from .render import BODY_STICK_WIDTH, map_size, render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame
 
@@ -260,7 +260,7 @@ def _is_tensor(image) -> bool:
 
 def _one_image(image, name: str) -> np.ndarray:
     if isinstance(image, Image.Image):
-        return as_rgb_uint8(_pil_to_array(image), name=name)
+        return as_rgb_uint8(pil_to_array(image), name=name)
     if isinstance(image, np.ndarray):
         return as_rgb_uint8(image, name=name)
     if _is_tensor(image):
