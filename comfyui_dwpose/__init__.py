@@ -4,6 +4,8 @@ from comfyui_dwpose import DWPose, render_pose
 est = DWPose.from_pretrained()          # yzd-v/DWPose: yolox_l.onnx + dw-ll_ucoco_384.onnx
 frame = est(image)                      # HxWx3 RGB uint8 -> PoseFrame
 pose_map = render_pose(frame)           # the OpenPose map ControlNet expects
+
+DWPosePreprocessor (for diffusers ControlNet pipelines) is imported on first use.
 """
 
 import warnings
@@ -11,6 +13,7 @@ import warnings
 import cv2
 
 from .estimator import DWPose
+from .preprocessor import DWPosePreprocessor
 from .render import render_pose
 from .result import PoseFrame, from_pose_keypoint, to_pose_keypoint
 
@@ -24,4 +27,11 @@ if not VERIFIED_OPENCV[0] <= tuple(map(int, cv2.__version__.split(".")[:2])) < V
         stacklevel=2,
     )
 
-__all__ = ["DWPose", "PoseFrame", "from_pose_keypoint", "render_pose", "to_pose_keypoint"]
+__all__ = [
+    "DWPose",
+    "DWPosePreprocessor",
+    "PoseFrame",
+    "from_pose_keypoint",
+    "render_pose",
+    "to_pose_keypoint",
+]

@@ -35,7 +35,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 raise ImageError(f"{path}: the image has no pixels ({img.width}x{img.height})")
             img.load()
             ImageOps.exif_transpose(img, in_place=True)
-            return as_rgb_uint8(_pil_to_array(img), name=str(path))
+            return as_rgb_uint8(pil_to_array(img), name=str(path))
     except UnidentifiedImageError as exc:
         raise ImageError(f"{path}: not an image file, or a corrupt one ({exc})") from exc
     except Image.DecompressionBombError as exc:
@@ -46,7 +46,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def _pil_to_array(img: Image.Image) -> np.ndarray:
+def pil_to_array(img: Image.Image) -> np.ndarray:
+    """A PIL image as a uint8 (or 16-bit grayscale) array, copied in bands to bound memory."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         return np.asarray(img)  # 16/32-bit grayscale: as_rgb_uint8 scales it
     if img.mode not in ("RGB", "L", "RGBA"):
