@@ -31,6 +31,7 @@ from . import schema
 from .result import DEFAULT_THRESHOLD, PoseFrame
 
 BODY = 17
+SPREAD_PER_MISS = 0.25  # OKS scale growth per frame a track goes unseen
 # COCO's per-keypoint OKS sigmas of the 17 body points.
 BODY_SIGMAS = np.array([
     0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
@@ -53,13 +54,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def body_oks(
     kps_a: np.ndarray, scores_a: np.ndarray, kps_b: np.ndarray, scores_b: np.ndarray,
-    boxes_b: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
+    boxes_b: np.ndarray, threshold: float = DEFAULT_THRESHOLD, spread: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Object keypoint similarity of the body points (N,M), over points seen in both, with the
-    area of `boxes_b` as scale; 0 where no point is seen in both."""
+    area of `boxes_b` as scale (times `spread` (N,) squared: how uncertain each of `kps_a`
+    is); 0 where no point is seen in both."""
     d2 = ((kps_a[:, None, :BODY] - kps_b[None, :, :BODY]) ** 2).sum(-1)
-    area = np.maximum(_area(np.asarray(boxes_b, np.float64)), 1.0)
-    e = np.exp(-d2 / (2 * area[None, :, None] * (2 * BODY_SIGMAS) ** 2))
+    area = np.maximum(_area(np.asarray(boxes_b, np.float64)), 1.0)[None, :, None]
+    if spread is not None:
+        area = area * np.asarray(spread, np.float64)[:, None, None] ** 2
+    e = np.exp(-d2 / (2 * area * (2 * BODY_SIGMAS) ** 2))
     both = (scores_a[:, None, :BODY] > threshold) & (scores_b[None, :, :BODY] > threshold)
     count = both.sum(-1)
     return np.where(count > 0, (e * both).sum(-1) / np.maximum(count, 1), 0.0)
@@ -107,26 +111,34 @@ class Track:
 
     def next_box(self, threshold: float) -> np.ndarray:
         """The box for the coming frame from the last keypoints (what the detector would say)."""
-        bounds = keypoint_bounds(self.keypoints, self.scores, threshold)
+        return self.box_of(self.keypoints, self.scores, threshold) + np.tile(self.shift(), 2)
+
+    def box_of(self, keypoints: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+        """The detector's box for these keypoints of this person (the last box without them)."""
+        bounds = keypoint_bounds(keypoints, scores, threshold)
         if bounds is None:
-            return self.predicted_box()
+            return self.box
         size = np.maximum(bounds[2:] - bounds[:2], 1.0)
-        return bounds + self.margins * np.tile(size, 2) + np.tile(self.shift(), 2)
+        return bounds + self.margins * np.tile(size, 2)
 
     def update(self, frame: PoseFrame, n: int, threshold: float, detected: bool) -> None:
-        """Take person `n` of `frame` as this track's new sighting."""
+        """Take person `n` of `frame` as this track's new sighting. Motion is measured on
+        boxes: the detector's, or between detections the one the keypoints imply."""
         kps, scores = frame.keypoints[n], frame.scores[n]
-        common = (scores > threshold) & (self.scores > threshold)
-        if common.any():
-            move = (kps[common] - self.keypoints[common]).mean(axis=0) / (self.misses + 1)
-            self.velocity = 0.5 * self.velocity + 0.5 * move
+        box = frame.boxes[n] if detected else self.box_of(kps, scores, threshold)
+        move = (_centre(box) - _centre(self.box)) / (self.misses + 1)
+        self.velocity = 0.5 * self.velocity + 0.5 * move
         self.keypoints, self.scores = kps, scores
-        self.box, self.box_score = frame.boxes[n], float(frame.box_scores[n])
+        self.box, self.box_score = box, float(frame.box_scores[n])
         self.misses = 0
         bounds = keypoint_bounds(kps, scores, threshold)
         if detected and bounds is not None:
             size = np.tile(np.maximum(bounds[2:] - bounds[:2], 1.0), 2)
-            self.margins = (self.box - bounds) / size
+            self.margins = (box - bounds) / size
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return (box[:2] + box[2:]) / 2
 
 
 class Tracker:
@@ -190,8 +202,10 @@ class Tracker:
         boxes = np.array([t.predicted_box() for t in self.tracks])
         kps = np.array([t.keypoints + t.shift() for t in self.tracks])
         scores = np.array([t.scores for t in self.tracks])
+        # The longer a track is unseen, the less sure its predicted place.
+        spread = 1.0 + SPREAD_PER_MISS * np.array([t.misses for t in self.tracks])
         similarity = 0.5 * box_iou(boxes, frame.boxes) + 0.5 * body_oks(
-            kps, scores, frame.keypoints, frame.scores, frame.boxes, self.threshold
+            kps, scores, frame.keypoints, frame.scores, frame.boxes, self.threshold, spread
         )
         rows, cols = linear_sum_assignment(similarity, maximize=True)
         keep = similarity[rows, cols] >= self.min_similarity
