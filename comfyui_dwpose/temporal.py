@@ -6,7 +6,8 @@
   take its person back.
 - `TrackingEstimator` runs the detector every `detect_every` frames, and at once whenever
   tracking weakens (a person loses its body, two tracks collapse onto one skeleton, nobody
-  is tracked). On the frames between, each person's box comes from its previous keypoints.
+  is tracked, someone was lost in the last `detect_every` frames). On the frames between,
+  each person's box comes from its previous keypoints.
 - `Smoother` fills short dropouts by interpolation and smooths each track with a One Euro
   filter (Casiez et al., CHI 2012), run forwards and backwards over a bounded look-ahead and
   averaged, which cancels the filter's lag; look-ahead 0 is the causal, streaming form.
@@ -252,7 +253,9 @@ class TrackingEstimator:
     def _one(self, image: np.ndarray) -> PoseFrame:
         self.frames += 1
         ids, boxes, box_scores = self.tracker.ahead()
-        if not ids or self._since_detection + 1 >= self.detect_every:
+        # Someone just lost (occluded, or gone) is looked for on every frame for a while.
+        lost = any(0 < t.misses <= self.detect_every for t in self.tracker.tracks)
+        if not ids or lost or self._since_detection + 1 >= self.detect_every:
             return self._detect(image)
         frame = self.estimator.pose_on_boxes([image], [boxes], [box_scores])[0]
         if self._weak(frame):

@@ -191,7 +191,7 @@ def iter_poses(
     batch_frames: int = 8,
     on_frame: Callable[[], None] | None = None,
 ) -> Iterator[tuple[Frame, PoseFrame]]:
-    """Tracked, smoothed poses of a video, streamed: (frame, pose) in order.
+    """Tracked, smoothed poses of a video, streamed: (pose, frame) in order.
 
     estimator: a `DWPose`. detect_every: run the detector on every N-th frame (and whenever
     tracking weakens); 1 is the per-frame pipeline. smooth, lookahead, max_gap: see
@@ -403,6 +403,7 @@ def convert_video(
     no output of it behind."""
     path, output_dir = Path(path), Path(output_dir)
     outputs, drawing = outputs or Outputs(), drawing or Drawing()
+    output_dir.mkdir(parents=True, exist_ok=True)
     info = probe(path)
     final = {key: output_dir / name for key, name in outputs.names(path.stem).items()}
     temp = {key: _partial(p) for key, p in final.items()}
