@@ -22,6 +22,7 @@ is redone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -257,7 +258,7 @@ class Drawing:
 class VideoWriter:
     """H.264 in MP4 at the source's size and timestamps; yuv420p, or yuv444p for odd sizes."""
 
-    def __init__(self, path: Path, info: VideoInfo, crf: int = 18):
+    def __init__(self, path: Path, info: VideoInfo):
         av = _av()
         self.container = av.open(os.fspath(path), "w", format="mp4")
         self.stream = self.container.add_stream(
@@ -267,7 +268,7 @@ class VideoWriter:
         odd = info.width % 2 or info.height % 2
         self.stream.pix_fmt = "yuv444p" if odd else "yuv420p"
         self.stream.codec_context.time_base = info.time_base
-        self.stream.options = {"crf": str(crf), "preset": "fast"}
+        self.stream.options = {"crf": "18", "preset": "fast"}  # visually lossless, quick
         self.time_base = info.time_base
         self.start: int | None = None
         self._av = av
@@ -281,6 +282,9 @@ class VideoWriter:
 
     def close(self) -> None:
         self.container.mux(self.stream.encode())
+        self.container.close()
+
+    def abort(self) -> None:
         self.container.close()
 
 
@@ -299,6 +303,9 @@ class JsonWriter:
 
     def close(self) -> None:
         self.file.write("[]" if self.first else "]")
+        self.file.close()
+
+    def abort(self) -> None:
         self.file.close()
 
 
@@ -349,9 +356,10 @@ class NpzWriter:
                 fps=self.info.fps,
             )  # fmt: skip
         del arrays
-        self.discard()
+        self.abort()
 
-    def discard(self) -> None:
+    def abort(self) -> None:
+        """Remove the raw row files (also after `close`: the .npz holds their data)."""
         for name, part in self.parts.items():
             self.files[name].close()
             part.unlink(missing_ok=True)
@@ -447,26 +455,15 @@ def convert_video(
             "outputs": list(final.values()),
         }  # fmt: skip
     finally:
-        for writer in writers.values():
-            _close_quietly(writer)
+        for writer in writers.values():  # only after an error, which is the one reported
+            with contextlib.suppress(Exception):
+                writer.abort()
         _remove(temp.values())
 
 
 def _overlay(image: np.ndarray, pose_map: np.ndarray) -> np.ndarray:
     """The map over the source frame: drawn pixels replace the frame's."""
     return np.where(pose_map.any(axis=2, keepdims=True), pose_map, image)
-
-
-def _close_quietly(writer) -> None:
-    try:
-        if isinstance(writer, NpzWriter):
-            writer.discard()
-        elif isinstance(writer, VideoWriter):
-            writer.container.close()
-        else:
-            writer.file.close()
-    except Exception:  # cleaning up after another error: that one is reported
-        pass
 
 
 def _remove(paths) -> None:

@@ -95,7 +95,7 @@ def test_bounded_lookahead_matches_the_whole_sequence():
 
 def test_streaming_cuts_jitter_with_a_short_bounded_lag():
     """Causal (look-ahead 0): each frame comes out as it goes in; jitter at most half,
-    error still below the raw one, lag half a frame on the swinging wrists."""
+    error still below the raw one, lag a quarter of a frame on the swinging wrists."""
     frames, truth, who = sequence([WALKER], 150)
     true = np.array([t[0] for t in truth])
     raw_error, raw_jitter = errors(keypoints_of(frames, who), true)
@@ -110,7 +110,7 @@ def test_streaming_cuts_jitter_with_a_short_bounded_lag():
     error, jitter = errors(out, true)
     assert error <= 0.75 * raw_error, (error, raw_error)  # measured 0.55
     assert jitter <= 0.5 * raw_jitter, (jitter, raw_jitter)  # measured 0.38
-    assert 0 <= lag_frames(out, WALKER, 150) <= 1.0  # measured 0.5
+    assert 0 <= lag_frames(out, WALKER, 150) <= 1.0  # measured 0.25
 
 
 def test_fast_motion_has_no_lag_spike():
