@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import hub
+from . import cli_video, hub
 from .images import ImageError, load_image, save_image
 from .render import BODY_STICK_WIDTH, map_size, render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame, load_json, save_json, to_pose_keypoint
@@ -50,58 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     pose.add_argument(
         "-o", "--output", required=True, type=Path, metavar="DIR", help="output folder"
     )
-    pose.add_argument(
-        "--detector", default=hub.DEFAULT_DETECTOR, help="registry name, owner/repo/file or path"
-    )
-    pose.add_argument(
-        "--pose-model",
-        default=hub.DEFAULT_POSE_MODEL,
-        help="registry name, owner/repo/file or path",
-    )
-    pose.add_argument(
-        "--backend",
-        default="auto",
-        help="auto (torch on a GPU, else onnxruntime), onnxruntime or torch",
-    )
-    pose.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:N, rocm, mps, dml, coreml"
-    )
-    pose.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        default="auto",
-        help="torch backend: auto is fp16 on GPUs, fp32 on the CPU",
-    )
-    pose.add_argument(
-        "--detector-channels",
-        choices=("bgr", "rgb"),
-        default="bgr",
-        help="bgr as YOLOX was trained (default); rgb as ComfyUI and the ControlNet app feed it",
-    )
-    pose.add_argument(
-        "--detector-score", type=float, default=0.3, help="keep boxes scoring above this"
-    )
-    pose.add_argument(
-        "--nms-iou", type=float, default=0.45, help="drop boxes overlapping a better one above this"
-    )
-    pose.add_argument("--max-people", type=_positive_int, help="keep only the N largest people")
-    pose.add_argument(
-        "--whole-image-fallback",
-        action="store_true",
-        help="when nobody is found, treat the whole image as one person (upstream)",
-    )
-    pose.add_argument(
-        "--no-detector", action="store_true", help="skip detection: the whole image is one person"
-    )
-    pose.add_argument(
-        "--max-side",
-        type=int,
-        default=4096,
-        help="shrink larger images to this longer side before estimation (0: never)",
-    )
+    _add_estimator_options(pose)
     _add_model_source(pose)
     _add_drawing(pose)
     pose.set_defaults(run=_run_pose)
+
+    video = commands.add_parser(
+        "video",
+        help="pose video (MP4), POSE_KEYPOINT JSON and .npz for each video, with tracking",
+    )
+    video.add_argument(
+        "inputs", nargs="+", metavar="VIDEO", help="video files, folders of videos, glob patterns"
+    )
+    video.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="DIR", help="output folder"
+    )
+    _add_estimator_options(video)
+    _add_model_source(video)
+    _add_drawing(video)
+    cli_video.add_options(video, _positive_int)
+    video.set_defaults(run=_run_video)
 
     download = commands.add_parser(
         "download", help="fetch model files into the cache or a models folder"
@@ -161,6 +129,58 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_source(convert)
     convert.set_defaults(run=_run_convert)
     return parser
+
+
+def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detector", default=hub.DEFAULT_DETECTOR, help="registry name, owner/repo/file or path"
+    )
+    parser.add_argument(
+        "--pose-model",
+        default=hub.DEFAULT_POSE_MODEL,
+        help="registry name, owner/repo/file or path",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        help="auto (torch on a GPU, else onnxruntime), onnxruntime or torch",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N, rocm, mps, dml, coreml"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="torch backend: auto is fp16 on GPUs, fp32 on the CPU",
+    )
+    parser.add_argument(
+        "--detector-channels",
+        choices=("bgr", "rgb"),
+        default="bgr",
+        help="bgr as YOLOX was trained (default); rgb as ComfyUI and the ControlNet app feed it",
+    )
+    parser.add_argument(
+        "--detector-score", type=float, default=0.3, help="keep boxes scoring above this"
+    )
+    parser.add_argument(
+        "--nms-iou", type=float, default=0.45, help="drop boxes overlapping a better one above this"
+    )
+    parser.add_argument("--max-people", type=_positive_int, help="keep only the N largest people")
+    parser.add_argument(
+        "--whole-image-fallback",
+        action="store_true",
+        help="when nobody is found, treat the whole image as one person (upstream)",
+    )
+    parser.add_argument(
+        "--no-detector", action="store_true", help="skip detection: the whole image is one person"
+    )
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=4096,
+        help="shrink larger images to this longer side before estimation (0: never)",
+    )
 
 
 def _add_model_source(parser: argparse.ArgumentParser) -> None:
@@ -225,19 +245,23 @@ def _stick_width(text: str) -> int | str:
     return _positive_int(text)
 
 
-def _run_pose(args: argparse.Namespace) -> int:
+def _estimator(args: argparse.Namespace, max_people: int | None = None):
     from .estimator import DWPose  # imported here so `dwpose download` works without onnxruntime
 
-    images = _collect_images(args.inputs)
-    _check_unique_stems(images)
-    estimator = DWPose(
+    return DWPose(
         args.detector, args.pose_model, args.backend, args.device,
         detector_score=args.detector_score, nms_iou=args.nms_iou,
-        detector_channels=args.detector_channels, max_people=args.max_people,
+        detector_channels=args.detector_channels, max_people=max_people,
         whole_image_fallback=args.whole_image_fallback, use_detector=not args.no_detector,
         max_side=args.max_side or None, models_dir=args.models_dir,
         local_files_only=True if args.offline else None, precision=args.precision,
     )  # fmt: skip
+
+
+def _run_pose(args: argparse.Namespace) -> int:
+    images = _collect_images(args.inputs)
+    _check_unique_stems(images)
+    estimator = _estimator(args, args.max_people)
     args.output.mkdir(parents=True, exist_ok=True)
     failed = []
     for path in tqdm(images, desc="pose", unit="image", disable=len(images) < 2):
@@ -250,6 +274,15 @@ def _run_pose(args: argparse.Namespace) -> int:
         _write_frame(frame, args.output / path.stem, args)
         print(f"{path} -> {args.output / path.stem}.png, .json ({len(frame)} people)")
     return _summary(len(images), failed)
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    try:
+        videos = cli_video.videos_of(args)
+    except ValueError as exc:
+        return _usage(str(exc))
+    estimator = _estimator(args)  # --max-people picks tracks, not detections, in videos
+    return _summary(len(videos), cli_video.run(args, videos, estimator))
 
 
 def _run_download(args: argparse.Namespace) -> int:

@@ -108,6 +108,30 @@ class DWPose:
         )
         return frames[0] if single else frames
 
+    def pose_on_boxes(
+        self,
+        images: Sequence[np.ndarray],
+        boxes: Sequence[np.ndarray],
+        box_scores: Sequence[np.ndarray] | None = None,
+    ) -> list[PoseFrame]:
+        """The pose model alone on given person boxes (N,4 x1y1x2y2, the caller's pixels) of
+        each image, no detector: the video path's frames between detections."""
+        frames = []
+        originals = [as_rgb_uint8(img, name=f"image {i}") for i, img in enumerate(images)]
+        shrunk = [self._shrink(img) for img in originals]
+        boxes = [np.asarray(b, np.float64).reshape(-1, 4) for b in boxes]
+        if box_scores is None:
+            box_scores = [np.zeros(len(b), np.float32) for b in boxes]
+        poses = self.pose(
+            [img for img, _ in shrunk], [b / np.tile(s, 2) for b, (_, s) in zip(boxes, shrunk)]
+        )
+        for original, (_, scale), b, bs, (keypoints, scores) in zip(
+            originals, shrunk, boxes, box_scores, poses
+        ):
+            h, w = original.shape[:2]
+            frames.append(PoseFrame(keypoints * scale, scores, b, bs, w, h))
+        return frames
+
     def _estimate(self, originals: list[np.ndarray]) -> list[PoseFrame]:
         if not originals:
             return []
