@@ -122,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
         "pose weights fix their own",
     )
     convert.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="detectors, .onnx: any input height and width (for --fit-detector-input)",
+    )
+    convert.add_argument(
         "--teacher",
         action="store_true",
         help="take the teacher of a distillation checkpoint (default: the student)",
@@ -174,6 +179,12 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-detector", action="store_true", help="skip detection: the whole image is one person"
+    )
+    parser.add_argument(
+        "--fit-detector-input",
+        action="store_true",
+        help="letterbox frames for the detector onto a canvas fitted to their shape, not 640x640 "
+        "(16:9: 640x384; faster; needs --backend torch or a `convert --dynamic-size` detector)",
     )
     parser.add_argument(
         "--max-side",
@@ -255,6 +266,7 @@ def _estimator(args: argparse.Namespace, max_people: int | None = None):
         whole_image_fallback=args.whole_image_fallback, use_detector=not args.no_detector,
         max_side=args.max_side or None, models_dir=args.models_dir,
         local_files_only=True if args.offline else None, precision=args.precision,
+        fit_detector_input=args.fit_detector_input,
     )  # fmt: skip
 
 
@@ -310,7 +322,11 @@ def _run_convert(args: argparse.Namespace) -> int:
     )
     try:
         net = load_net(source, args.arch, args.input_size, "teacher" if args.teacher else "student")
-        written = save_net(net, args.output)
+        if args.dynamic_size and (
+            net.config.kind != "det" or args.output.suffix.lower() != ".onnx"
+        ):
+            return _usage("--dynamic-size is for detectors written as .onnx")
+        written = save_net(net, args.output, args.dynamic_size)
     except ConversionError as exc:
         _error(str(exc))
         return EXIT_MODEL

@@ -42,6 +42,11 @@ class DWPose:
     use_detector: False skips detection and treats the whole image as one person.
     max_side: larger images are first shrunk (area averaging) so their longer side is this;
         results are still in the caller's pixels. None disables.
+    fit_detector_input: letterbox each frame for the detector onto a canvas fitted to its
+        shape (sides multiples of 32: 640x384 for 16:9) instead of 640x640; same scale,
+        less padding, less work. Needs a detector that takes any size: the torch backend,
+        or an ONNX file from `dwpose convert --dynamic-size`. Off by default: how far real
+        YOLOX-L boxes move with the smaller padding is not measured yet (README).
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class DWPose:
         models_dir: str | os.PathLike | None = None,
         local_files_only: bool | None = None,
         precision: str = "auto",
+        fit_detector_input: bool = False,
     ):
         if max_people is not None and max_people < 1:
             raise ValueError(f"max_people must be at least 1 (or None for all), got {max_people}")
@@ -73,7 +79,9 @@ class DWPose:
             path = resolve_model(detector, kind="detector", **fetch)
             model = load_model(path, backend, device, precision)
             _check_detector(model)
-            self.detector = Detector(model, detector_score, nms_iou, detector_channels)
+            self.detector = Detector(
+                model, detector_score, nms_iou, detector_channels, fit_detector_input
+            )
         model = load_model(
             resolve_model(pose_model, kind="pose", **fetch), backend, device, precision
         )

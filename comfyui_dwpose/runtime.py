@@ -37,7 +37,12 @@ class BackendUnavailableError(RuntimeError):
 
 
 class Model(Protocol):
-    """What the detector and the pose model need from a backend."""
+    """What the detector and the pose model need from a backend.
+
+    A model that also runs other input sizes than `input_size` (a fully convolutional
+    detector) says so with a true `dynamic_size` attribute; without it, it takes only
+    `input_size`.
+    """
 
     name: str
     input_shape: tuple  # (batch, 3, h, w); dims are ints, or None where dynamic
@@ -125,11 +130,17 @@ class OnnxModel:
         self.input_shape = _dims(self.session.get_inputs()[0].shape)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.output_shapes = [_dims(o.shape) for o in self.session.get_outputs()]
+        self.dynamic_size = len(self.input_shape) == 4 and self.input_shape[2:] == (None, None)
+        # Dynamic-size exports (`export_onnx(dynamic_size=True)`) record the size they were made for.
+        self._nominal_size = _size_text(
+            self.session.get_modelmeta().custom_metadata_map.get("input_size")
+        )
 
     @property
     def input_size(self) -> tuple[int, int] | None:
+        """The fixed (h, w), or for a dynamic-size file the size recorded in it (else None)."""
         h, w = self.input_shape[2:4] if len(self.input_shape) == 4 else (None, None)
-        return (h, w) if h and w else None
+        return (h, w) if h and w else self._nominal_size
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Outputs for a (N,3,h,w) float32 batch; a model with a fixed batch size is fed in chunks."""
@@ -148,6 +159,12 @@ class OnnxModel:
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.name!r}, input={self.input_shape}, provider={self.provider})"
+
+
+def _size_text(text: str | None) -> tuple[int, int] | None:
+    """(h, w) from "HxW" metadata, or None."""
+    height, _, width = (text or "").partition("x")
+    return (int(height), int(width)) if height.isdigit() and width.isdigit() else None
 
 
 def _dims(shape) -> tuple:

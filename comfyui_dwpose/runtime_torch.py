@@ -95,6 +95,7 @@ class TorchModel:
         height, width = self.config.input_size
         self.input_shape = (None, 3, height, width)
         self.output_shapes = _output_shapes(module, self.config.input_size)
+        self.dynamic_size = self.config.kind == "det"  # YOLOX is fully convolutional
 
     @classmethod
     def from_file(

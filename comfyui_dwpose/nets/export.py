@@ -4,6 +4,9 @@ Pose models: input ``input [batch, 3, H, W]``, outputs ``simcc_x [batch, K, W*2]
 ``simcc_y [batch, K, H*2]`` (mmdeploy's names, as in ``dw-ll_ucoco_384.onnx``).
 Detectors: input ``images [batch, 3, H, W]``, output ``output [batch, A, 85]`` (Megvii's
 names and layout, as in DWPose's ``yolox_l.onnx``). The batch axis is dynamic.
+Detectors can also be exported with dynamic height and width (``dynamic_size``): YOLOX is
+fully convolutional, so one file then runs any multiple-of-32 size; the size it was
+exported at is recorded as metadata ``input_size`` ("HxW"), the size to letterbox to.
 
 The TorchScript-based exporter (``dynamo=False``) is used: it still ships with torch 2.x,
 needs no extra package (the dynamo exporter needs ``onnxscript``), writes a single
@@ -40,25 +43,32 @@ def export_onnx(
     input_size: tuple[int, int] | None = None,
     dynamic_batch: bool = True,
     opset: int = DEFAULT_OPSET,
+    dynamic_size: bool = False,
 ) -> Path:
     """Export ``model`` (an RTMPose or YOLOX from this package) to ``path``; returns it.
 
     ``input_size`` is ``(height, width)``, by default the model's own. The model is
     exported in eval mode and put back in its previous mode afterwards. The file is
     written under a temporary name in the same folder and renamed into place, so a
-    crash never leaves a partial file under the final name.
+    crash never leaves a partial file under the final name. ``dynamic_size`` (detectors)
+    makes height, width and the anchor count dynamic too.
     """
     path = Path(path)
     height, width = input_size if input_size is not None else model.input_size
-    if getattr(model, "kind", None) == "pose" and (height, width) != tuple(model.input_size):
+    pose = getattr(model, "kind", None) == "pose"
+    if pose and (height, width) != tuple(model.input_size):
         raise ValueError(
             f"a pose model built for {model.input_size} cannot export at {(height, width)}:"
             " its head is sized for the input"
         )
+    if pose and dynamic_size:
+        raise ValueError("a pose model cannot export with a dynamic size: its head is sized")
     input_names, output_names = onnx_signature(model)
-    dynamic_axes = None
-    if dynamic_batch:
-        dynamic_axes = {name: {0: "batch"} for name in input_names + output_names}
+    axes = {0: "batch"} if dynamic_batch else {}
+    dynamic_axes = {name: dict(axes) for name in input_names + output_names}
+    if dynamic_size:
+        dynamic_axes[input_names[0]].update({2: "height", 3: "width"})
+        dynamic_axes[output_names[0]][1] = "anchors"
     param = next(model.parameters())
     dummy = torch.zeros(1, 3, height, width, dtype=param.dtype, device=param.device)
 
@@ -80,12 +90,13 @@ def export_onnx(
                 tmp_name,
                 input_names=input_names,
                 output_names=output_names,
-                dynamic_axes=dynamic_axes,
+                dynamic_axes=dynamic_axes or None,
                 opset_version=opset,
                 do_constant_folding=True,
                 dynamo=False,
             )
-        _set_static_output_dims(tmp_name, output_names, out_shapes)
+        nominal = f"{height}x{width}" if dynamic_size else None
+        _set_static_output_dims(tmp_name, output_names, out_shapes, dynamic_axes, nominal)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -101,18 +112,26 @@ def _as_tuple(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tenso
 
 
 def _set_static_output_dims(
-    file: str | os.PathLike[str], names: list[str], shapes: list[tuple[int, ...]]
+    file: str | os.PathLike[str],
+    names: list[str],
+    shapes: list[tuple[int, ...]],
+    dynamic_axes: dict[str, dict[int, str]],
+    nominal_size: str | None = None,
 ) -> None:
-    """Write the fixed output dims (keypoints, bins, anchors) into the graph's outputs.
+    """Write the fixed output dims (keypoints, bins, anchors) into the graph's outputs,
+    and the ``input_size`` metadata of a dynamic-size export.
 
     With a dynamic batch the TorchScript exporter leaves every non-batch output dim
     symbolic (the reshapes go through Shape ops); the official files declare them, and
     consumers read e.g. the anchor count from there. Needs the ``onnx`` package; without
-    it the file is still valid, only less descriptive.
+    it the file is still valid, only less descriptive (a dynamic-size one would lack its
+    size, so that is an error).
     """
     try:
         import onnx
     except ImportError:
+        if nominal_size is not None:
+            raise
         return
     proto = onnx.load(os.fspath(file))
     for output in proto.graph.output:
@@ -121,9 +140,11 @@ def _set_static_output_dims(
         shape = shapes[names.index(output.name)]
         dims = output.type.tensor_type.shape.dim
         for i, size in enumerate(shape):
-            if i == 0 and dims[0].dim_param:
-                continue  # the dynamic batch axis
+            if i in dynamic_axes[output.name]:
+                continue
             dims[i].Clear()
             dims[i].dim_value = size
+    if nominal_size is not None:
+        proto.metadata_props.add(key="input_size", value=nominal_size)
     onnx.checker.check_model(proto)
     onnx.save(proto, os.fspath(file))

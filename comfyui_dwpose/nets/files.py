@@ -84,13 +84,14 @@ def _size(metadata: dict[str, str]) -> tuple[int, int] | None:
     return tuple(int(d) for d in text.split("x")) if text else None
 
 
-def save_net(net: Net, path: str | os.PathLike) -> Path:
+def save_net(net: Net, path: str | os.PathLike, dynamic_size: bool = False) -> Path:
     """Write ``net`` as ``.onnx`` (official signature, dynamic batch, its configuration's
-    input size) or ``.safetensors`` (state dict and configuration)."""
+    input size; ``dynamic_size``: any height and width, for detectors) or ``.safetensors``
+    (state dict and configuration)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        return export_onnx(net.module, path, net.config.input_size)
+        return export_onnx(net.module, path, net.config.input_size, dynamic_size=dynamic_size)
     if suffix == ".safetensors":
         return save_safetensors(net.module, net.config, path)
     raise ConversionError(f"{path.name}: can write {' or '.join(OUTPUT_SUFFIXES)} only")

@@ -413,8 +413,13 @@ def _load_proto(path: Path):
 
 
 def _static_input_size(proto) -> tuple[int, int] | None:
+    """The fixed input (h, w), or the ``input_size`` metadata of a dynamic-size export."""
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
-    return (dims[2], dims[3]) if len(dims) == 4 and dims[2] > 0 and dims[3] > 0 else None
+    if len(dims) == 4 and dims[2] > 0 and dims[3] > 0:
+        return dims[2], dims[3]
+    text = {p.key: p.value for p in proto.metadata_props}.get("input_size", "")
+    height, _, width = text.partition("x")
+    return (int(height), int(width)) if height.isdigit() and width.isdigit() else None
 
 
 def verify(
