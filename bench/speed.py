@@ -4,13 +4,16 @@ What it measures: one image in, whole-body keypoints out, with DWPose's compute 
 640x640, DWPose-l / RTMPose-l at 384x288), for an image with 1 person and a frame with 6.
 
 Contenders, all in this process, on the same ONNX files and the same images:
-- ours: `comfyui_dwpose.estimator.DWPose` (people of an image batched into one pose call);
+- ours: `comfyui_dwpose.DWPose` (people of an image batched into one pose call);
 - rtmlib: rtmlib 0.0.16's `Wholebody` (YOLOX + RTMPose, onnxruntime on the CPU; one crop
   per pose call);
 - upstream loop: DWPose's own structure written from SPEC.md: letterbox, detector, then one
   `session.run` per crop with float64 normalisation, as the ControlNet annotator does;
 - floor: plain `session.run` of the detector on a prepared input plus one batched
   `session.run` of the pose model on prepared crops; no pre- or post-processing at all.
+Every contender runs the models in onnxruntime CPU sessions with ours' options (one
+intra-op thread per usable core, one inter-op thread; rtmlib's sessions are re-created so),
+so the comparison is between pipelines, not settings.
 
 Models: the official architectures from `comfyui_dwpose.nets` with seeded random weights,
 exported with the official signatures (detector `images [1,3,640,640] -> output [1,8400,85]`,
@@ -21,11 +24,16 @@ whole YOLOX-L still runs (its output feeds the sum); every contender finds exact
 planted people. Files are cached in bench/.cache/ (git-ignored).
 
 Timing: each contender is warmed up, then the contenders take turns (a different order in
-every round, to spread drift and neighbours' load); the table gives the median and the
-min-max range over the rounds, the ratio to the floor and to the fastest peer (rtmlib or the
-upstream loop), and the share of the machine's compute limit reached: model FLOPs (from
-`torch.utils.flop_counter`) over the time, against the best float32 matmul throughput
-measured here with torch on all usable cores.
+every round, to spread drift and neighbours' load). A round starts only once a probe
+convolution runs at --quiet (85%) of its best speed, waiting at most 10 s: on a shared
+machine this keeps most rounds out of other tenants' bursts. The table gives the median
+and the min-max range over the rounds, the ratio to the floor and to the fastest peer
+(rtmlib or the upstream loop), both as medians of within-round ratios, and the share of the
+machine's compute limit reached: model FLOPs (from `torch.utils.flop_counter`) over the
+median time, against the best float32 throughput measured here on all usable cores (a
+2048² matmul by torch and by onnxruntime, and a 3x3 convolution by onnxruntime, the layer
+these models are made of; the best of them). Last, our own pre- and post-processing is
+timed alone, with the models' outputs replayed: what ours adds to session.run.
 
 Run:  python bench/speed.py [--rounds N]
 Needs torch, onnx, onnxruntime and rtmlib. rtmlib's metadata requires opencv-python and
@@ -54,8 +62,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from comfyui_dwpose import detect, pose  # noqa: E402
-from comfyui_dwpose.estimator import DWPose  # noqa: E402
+from comfyui_dwpose import DWPose, detect, pose  # noqa: E402
 from comfyui_dwpose.images import load_image  # noqa: E402
 from comfyui_dwpose.runtime import cpu_threads  # noqa: E402
 
@@ -177,30 +184,31 @@ def planted_detector(raw: Path, case: Case, index: int) -> Path:
 class Contender:
     name: str
     run: Callable[[], int] | None  # one image through the pipeline; returns the number of people
-    threads: str
     peer: bool = False
 
 
-def ort_session(path: Path, threads: int | None):
-    """An onnxruntime CPU session: `threads` intra-op threads and 1 inter-op thread, or
-    onnxruntime's defaults when None (what upstream and rtmlib use)."""
+def ort_session(path: Path):
+    """An onnxruntime CPU session with the options ours uses: one intra-op thread per usable
+    core, one inter-op thread. Every contender runs its models in such sessions."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+    options.intra_op_num_threads = cpu_threads()
+    options.inter_op_num_threads = 1
     return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
 def ours(case: Case, pose_path: Path) -> Contender:
     estimator = DWPose(case.detector, pose_path, backend="onnxruntime", device="cpu")
-    return Contender("ours", lambda: len(estimator(case.image)), f"intra {cpu_threads()}, inter 1")
+    return Contender("ours", lambda: len(estimator(case.image)))
 
 
 def rtmlib_peer(case: Case, pose_path: Path) -> Contender:
-    from rtmlib import Wholebody
+    try:
+        from rtmlib import Wholebody
+    except ImportError:
+        raise SystemExit("rtmlib is missing: pip install --no-deps rtmlib==0.0.16") from None
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per model loaded
         wholebody = Wholebody(
@@ -211,20 +219,22 @@ def rtmlib_peer(case: Case, pose_path: Path) -> Contender:
             backend="onnxruntime",
             device="cpu",
         )
+    # rtmlib makes its sessions with onnxruntime's default options; use ours' instead
+    wholebody.det_model.session = ort_session(case.detector)
+    wholebody.pose_model.session = ort_session(pose_path)
     bgr = np.ascontiguousarray(case.image[:, :, ::-1])  # rtmlib takes cv2's BGR frames
 
     def run() -> int:
         keypoints, _ = wholebody(bgr)
         return len(keypoints)
 
-    return Contender("rtmlib 0.0.16", run, "onnxruntime defaults", peer=True)
+    return Contender("rtmlib 0.0.16", run, peer=True)
 
 
 def upstream_loop(case: Case, pose_path: Path) -> Contender:
     """DWPose's annotator structure (SPEC.md): one detector call, then one pose call per crop,
-    each crop normalised in float64 and cast, as upstream does. Sessions with onnxruntime's
-    defaults, as upstream creates them."""
-    det_session, pose_session = ort_session(case.detector, None), ort_session(pose_path, None)
+    each crop normalised in float64 and cast, as upstream does."""
+    det_session, pose_session = ort_session(case.detector), ort_session(pose_path)
     mean, std = np.array(pose.MEAN), np.array(pose.STD)
 
     def run() -> int:
@@ -247,13 +257,12 @@ def upstream_loop(case: Case, pose_path: Path) -> Contender:
             people.append((pose.to_image(locs, center, scale, POSE_SIZE), kp_scores))
         return len(people)
 
-    return Contender("upstream loop", run, "onnxruntime defaults", peer=True)
+    return Contender("upstream loop", run, peer=True)
 
 
 def floor(case: Case, pose_path: Path) -> Contender:
-    """Plain session.run of both models on prepared inputs (pose batched), ours' settings."""
-    threads = cpu_threads()
-    det_session, pose_session = ort_session(case.detector, threads), ort_session(pose_path, threads)
+    """Plain session.run of both models on prepared inputs, the pose model batched."""
+    det_session, pose_session = ort_session(case.detector), ort_session(pose_path)
     canvas, _ = detect.letterbox(case.image, DET_SIZE)
     det_input = np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)[None], np.float32)
     center, scale = pose.box_center_scale(case.boxes, POSE_SIZE)
@@ -264,7 +273,7 @@ def floor(case: Case, pose_path: Path) -> Contender:
         det_session.run(None, {"images": det_input})
         return len(pose_session.run(None, {"input": pose_input})[0])
 
-    return Contender("floor (session.run only)", run, f"intra {threads}, inter 1")
+    return Contender("floor (session.run only)", run)
 
 
 CONTENDERS = (ours, rtmlib_peer, upstream_loop, floor)
@@ -302,7 +311,7 @@ class Gauge:
     """How busy the machine is: a probe's time against its best. `wait` holds each round
     until the probe runs at `threshold` of its best speed so far (or `patience` s passed)."""
 
-    def __init__(self, probe: Probe, threshold: float, patience: float = 30.0):
+    def __init__(self, probe: Probe, threshold: float, patience: float = 10.0):
         self.probe, self.threshold, self.patience = probe, threshold, patience
         self.seconds: list[float] = []  # every probe run
         self.at_rounds: list[float] = []  # the run that let each round start
@@ -508,14 +517,13 @@ def main(argv: list[str] | None = None) -> None:
     gauge.calibrate()
     best = {p.name: best_seconds(p) for p in probes[:-1]}  # again at the end: keep the best
 
-    results, settings, overheads = [], {}, {}
+    results, overheads = [], {}
     for case in cases:
         contenders = [make(case, pose_path) for make in CONTENDERS]
         for contender in contenders:
             found = contender.run()
             if found != case.people:
                 raise SystemExit(f"{contender.name} found {found} people on {case.name!r}")
-            settings[contender.name] = contender.threads
         times = time_round_robin(contenders, args.rounds, gauge)
         # keep names only: the sessions of this case are released before the next one
         results.append((case, [dataclasses.replace(c, run=None) for c in contenders], times))
@@ -531,9 +539,9 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"Machine: {machine_line()}")
     print(
-        "onnxruntime threads: "
-        + "; ".join(f"{name}: {threads}" for name, threads in settings.items())
-        + " (onnxruntime's default intra-op count is the number of physical cores)."
+        f"onnxruntime sessions of every contender: {cpu_threads()} intra-op threads, 1 inter-op "
+        "thread, CPU provider, default graph optimisations (rtmlib's two sessions are re-created "
+        "with these options; its pipeline code runs unchanged)."
     )
     print(
         f"Compute limit: YOLOX-L 640 = {det_flops / 1e9:.1f} GFLOP, DWPose-l 384x288 = "
