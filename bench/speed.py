@@ -32,8 +32,9 @@ and the min-max range over the rounds, the ratio to the floor and to the fastest
 machine's compute limit reached: model FLOPs (from `torch.utils.flop_counter`) over the
 median time, against the best float32 throughput measured here on all usable cores (a
 2048² matmul by torch and by onnxruntime, and a 3x3 convolution by onnxruntime, the layer
-these models are made of; the best of them). Last, our own pre- and post-processing is
-timed alone, with the models' outputs replayed: what ours adds to session.run.
+these models are made of; the best of them). Last, each contender runs again with its
+sessions answering at once with a copy of their first outputs ("own ms"): its pre- and
+post-processing alone, what it adds to session.run whatever the machine's load.
 
 Run:  python bench/speed.py [--rounds N]
 Needs torch, onnx, onnxruntime and rtmlib. rtmlib's metadata requires opencv-python and
@@ -53,6 +54,7 @@ import os
 import platform
 import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,8 +185,31 @@ def planted_detector(raw: Path, case: Case, index: int) -> Path:
 @dataclasses.dataclass
 class Contender:
     name: str
-    run: Callable[[], int] | None  # one image through the pipeline; returns the number of people
+    run: Callable[[], int]  # one image through the pipeline; returns the number of people
+    sessions: list[tuple[object, str]]  # (owner, attribute) of each onnxruntime session it uses
     peer: bool = False
+
+    def replay_models(self) -> None:
+        """From now on every model call gets its first answer back at once: what is left to
+        time is the contender's own pre- and post-processing."""
+        for owner, attribute in self.sessions:
+            setattr(owner, attribute, ReplaySession(getattr(owner, attribute)))
+
+
+class ReplaySession:
+    """An onnxruntime session stand-in that answers each run with (a copy of) the outputs the
+    real session gave on its first run."""
+
+    def __init__(self, session):
+        self.session, self.outputs = session, None
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    def run(self, output_names, feed, run_options=None) -> list[np.ndarray]:
+        if self.outputs is None:
+            self.outputs = self.session.run(output_names, feed, run_options)
+        return [o.copy() for o in self.outputs]
 
 
 def ort_session(path: Path):
@@ -201,7 +226,8 @@ def ort_session(path: Path):
 
 def ours(case: Case, pose_path: Path) -> Contender:
     estimator = DWPose(case.detector, pose_path, backend="onnxruntime", device="cpu")
-    return Contender("ours", lambda: len(estimator(case.image)))
+    sessions = [(estimator.detector.model, "session"), (estimator.pose.model, "session")]
+    return Contender("ours", lambda: len(estimator(case.image)), sessions)
 
 
 def rtmlib_peer(case: Case, pose_path: Path) -> Contender:
@@ -228,19 +254,20 @@ def rtmlib_peer(case: Case, pose_path: Path) -> Contender:
         keypoints, _ = wholebody(bgr)
         return len(keypoints)
 
-    return Contender("rtmlib 0.0.16", run, peer=True)
+    sessions = [(wholebody.det_model, "session"), (wholebody.pose_model, "session")]
+    return Contender("rtmlib 0.0.16", run, sessions, peer=True)
 
 
 def upstream_loop(case: Case, pose_path: Path) -> Contender:
     """DWPose's annotator structure (SPEC.md): one detector call, then one pose call per crop,
     each crop normalised in float64 and cast, as upstream does."""
-    det_session, pose_session = ort_session(case.detector), ort_session(pose_path)
+    models = types.SimpleNamespace(det=ort_session(case.detector), pose=ort_session(pose_path))
     mean, std = np.array(pose.MEAN), np.array(pose.STD)
 
     def run() -> int:
         canvas, ratio = detect.letterbox(case.image, DET_SIZE)
         blob = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
-        output = det_session.run(None, {"images": blob})[0][0]
+        output = models.det.run(None, {"images": blob})[0][0]
         boxes, scores = detect.decode(output, DET_SIZE, ratio)
         candidates = scores > detect.CANDIDATE_SCORE
         boxes, scores = boxes[candidates], scores[candidates]
@@ -252,17 +279,17 @@ def upstream_loop(case: Case, pose_path: Path) -> Contender:
             crop = pose.crop(case.image, center[0], scale[0], POSE_SIZE)
             crop = (crop - mean) / std
             blob = crop.transpose(2, 0, 1)[None].astype(np.float32)
-            simcc_x, simcc_y = pose_session.run(None, {"input": blob})
+            simcc_x, simcc_y = models.pose.run(None, {"input": blob})
             locs, kp_scores = pose.decode(simcc_x, simcc_y)
             people.append((pose.to_image(locs, center, scale, POSE_SIZE), kp_scores))
         return len(people)
 
-    return Contender("upstream loop", run, peer=True)
+    return Contender("upstream loop", run, [(models, "det"), (models, "pose")], peer=True)
 
 
 def floor(case: Case, pose_path: Path) -> Contender:
     """Plain session.run of both models on prepared inputs, the pose model batched."""
-    det_session, pose_session = ort_session(case.detector), ort_session(pose_path)
+    models = types.SimpleNamespace(det=ort_session(case.detector), pose=ort_session(pose_path))
     canvas, _ = detect.letterbox(case.image, DET_SIZE)
     det_input = np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)[None], np.float32)
     center, scale = pose.box_center_scale(case.boxes, POSE_SIZE)
@@ -270,38 +297,21 @@ def floor(case: Case, pose_path: Path) -> Contender:
     pose_input = pose.normalize(crops)
 
     def run() -> int:
-        det_session.run(None, {"images": det_input})
-        return len(pose_session.run(None, {"input": pose_input})[0])
+        models.det.run(None, {"images": det_input})
+        return len(models.pose.run(None, {"input": pose_input})[0])
 
-    return Contender("floor (session.run only)", run)
+    return Contender("floor (session.run only)", run, [(models, "det"), (models, "pose")])
 
 
 CONTENDERS = (ours, rtmlib_peer, upstream_loop, floor)
 
 
-class Replay:
-    """A model stand-in that returns the outputs the real model gave for the first batch."""
-
-    def __init__(self, model):
-        self.model, self.outputs = model, None
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        if self.outputs is None:
-            self.outputs = self.model.run(batch)
-        return [o.copy() for o in self.outputs]
-
-
-def overhead_seconds(case: Case, pose_path: Path, repeats: int = 30) -> float:
-    """Median time of our pipeline with both models' outputs replayed: all that ours adds
-    to session.run (letterbox, decode, NMS, crops, normalisation, SimCC decoding)."""
-    estimator = DWPose(case.detector, pose_path, backend="onnxruntime", device="cpu")
-    estimator.detector.model = Replay(estimator.detector.model)
-    estimator.pose.model = Replay(estimator.pose.model)
-    assert len(estimator(case.image)) == case.people
-    return float(np.median([_seconds(lambda: estimator(case.image)) for _ in range(repeats)]))
+def own_seconds(contender: Contender, people: int, repeats: int = 30) -> float:
+    """Median time of a contender with its models replayed (call it after the real timing)."""
+    contender.replay_models()
+    if contender.run() != people:
+        raise SystemExit(f"{contender.name} lost people when its models were replayed")
+    return float(np.median([_seconds(contender.run) for _ in range(repeats)]))
 
 
 # ---------------------------------------------------------------------------- timing
@@ -446,51 +456,90 @@ def best_seconds(probe: Probe, repeats: int = 10) -> float:
 
 
 def machine_line() -> str:
+    """CPU model (with its family/model numbers and vector extensions), cores, memory, versions."""
     import onnxruntime
 
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{cpu}, {cpu_threads()} usable cores, {platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, "
-        f"numpy {np.__version__}, OpenCV {cv2.__version__}"
+    info = _proc_fields("/proc/cpuinfo")
+    cpu = info.get("model name", platform.processor() or "unknown CPU")
+    if "cpu family" in info:
+        cpu += f" (family {info['cpu family']}, model {info.get('model', '?')})"
+    flags = info.get("flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    details = [cpu, f"{cpu_threads()} usable cores"]
+    details += [simd] if simd else []
+    details += ["virtual machine"] if "hypervisor" in flags else []
+    memory = _proc_fields("/proc/meminfo").get("MemTotal", "")
+    if memory.endswith(" kB"):
+        details.append(f"{int(memory[:-3]) / 2**20:.0f} GiB")
+    return ", ".join(details) + (
+        f"; {platform.system()} {platform.machine()}, Python {platform.python_version()}, "
+        f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}, OpenCV {cv2.__version__}"
     )
+
+
+def _proc_fields(path: str) -> dict[str, str]:
+    """The first value of each `key : value` line of a /proc file ({} where there is none)."""
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
 # ---------------------------------------------------------------------------- report
 
 
-def floor_index(contenders: list[Contender]) -> int:
-    return next(i for i, c in enumerate(contenders) if c.name.startswith("floor"))
+@dataclasses.dataclass
+class Result:
+    """One case: each contender's seconds per round and its own processing time."""
+
+    case: Case
+    names: list[str]
+    peers: list[bool]
+    times: np.ndarray  # [contender, round]
+    own: list[float]  # seconds, models replayed
+
+    @property
+    def floor(self) -> int:
+        return next(i for i, name in enumerate(self.names) if name.startswith("floor"))
 
 
-def table_rows(
-    case: Case, contenders: list[Contender], times: np.ndarray, flops: float, limit: float
-) -> list[str]:
-    """Markdown rows: median and range, and ratios taken round by round (median of them)."""
-    medians = np.median(times, axis=1)
-    floor_row = times[floor_index(contenders)]
-    peers = [i for i, c in enumerate(contenders) if c.peer]
-    fastest_peer = times[min(peers, key=lambda i: medians[i])]
-    rows = []
-    for contender, t, m in zip(contenders, times, medians):
-        achieved = flops / m
-        rows.append(
-            f"| {case.name} | {contender.name} | {m * 1e3:.0f} | {t.min() * 1e3:.0f}-"
-            f"{t.max() * 1e3:.0f} | {np.median(t / floor_row):.3f} | "
-            f"{np.median(t / fastest_peer):.3f} | {achieved / 1e9:.0f} ({achieved / limit:.0%}) |"
-        )
-    return rows
+def run_case(case: Case, pose_path: Path, rounds: int, gauge: Gauge) -> Result:
+    contenders = [make(case, pose_path) for make in CONTENDERS]
+    for contender in contenders:
+        found = contender.run()
+        if found != case.people:
+            raise SystemExit(f"{contender.name} found {found} people on {case.name!r}")
+    times = time_round_robin(contenders, rounds, gauge)
+    own = [own_seconds(contender, case.people) for contender in contenders]
+    return Result(case, [c.name for c in contenders], [c.peer for c in contenders], times, own)
 
 
 HEADER = [
-    "| case | contender | median ms | min-max ms | × floor | × fastest peer | GFLOP/s (of limit) |",
-    "|---|---|---:|---:|---:|---:|---:|",
+    "| case | contender | median ms | min-max ms | × floor | × fastest peer "
+    "| own ms (models replayed) | GFLOP/s (of limit) |",
+    "|---|---|---:|---:|---:|---:|---:|---:|",
 ]
+
+
+def table_rows(result: Result, flops: float, limit: float) -> list[str]:
+    """Markdown rows: median and range, and ratios taken round by round (median of them)."""
+    times = result.times
+    medians = np.median(times, axis=1)
+    peers = [i for i, peer in enumerate(result.peers) if peer]
+    fastest_peer = times[min(peers, key=lambda i: medians[i])]
+    rows = []
+    for name, t, m, own in zip(result.names, times, medians, result.own):
+        achieved = flops / m
+        rows.append(
+            f"| {result.case.name} | {name} | {m * 1e3:.0f} | {t.min() * 1e3:.0f}-"
+            f"{t.max() * 1e3:.0f} | {np.median(t / times[result.floor]):.3f} | "
+            f"{np.median(t / fastest_peer):.3f} | {own * 1e3:.1f} | "
+            f"{achieved / 1e9:.0f} ({achieved / limit:.0%}) |"
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -517,24 +566,14 @@ def main(argv: list[str] | None = None) -> None:
     gauge.calibrate()
     best = {p.name: best_seconds(p) for p in probes[:-1]}  # again at the end: keep the best
 
-    results, overheads = [], {}
-    for case in cases:
-        contenders = [make(case, pose_path) for make in CONTENDERS]
-        for contender in contenders:
-            found = contender.run()
-            if found != case.people:
-                raise SystemExit(f"{contender.name} found {found} people on {case.name!r}")
-        times = time_round_robin(contenders, args.rounds, gauge)
-        # keep names only: the sessions of this case are released before the next one
-        results.append((case, [dataclasses.replace(c, run=None) for c in contenders], times))
-        del contenders
-        overheads[case.name] = overhead_seconds(case, pose_path)
+    results = [run_case(case, pose_path, args.rounds, gauge) for case in cases]
+
     limits = {p.name: p.rate(min(best[p.name], best_seconds(p))) for p in probes[:-1]}
     limits[gauge.probe.name] = gauge.probe.rate(min(gauge.seconds))
     limit = max(limits.values())
     lines = list(HEADER)
-    for case, contenders, times in results:
-        lines += table_rows(case, contenders, times, det_flops + case.people * pose_flops, limit)
+    for result in results:
+        lines += table_rows(result, det_flops + result.case.people * pose_flops, limit)
     print("\n".join(lines))
     print()
     print(f"Machine: {machine_line()}")
@@ -550,14 +589,10 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{name} {value / 1e9:.0f}" for name, value in limits.items())
         + ")."
     )
-    floors = {case.name: np.median(t[floor_index(c)]) for case, c, t in results}
     print(
-        "Overhead of ours beyond session.run (the models' outputs replayed, median of 30): "
-        + "; ".join(
-            f"{name}: {seconds * 1e3:.1f} ms = {seconds / floors[name]:.1%} of the floor"
-            for name, seconds in overheads.items()
-        )
-        + "."
+        "Own ms: the contender's median time (30 calls) with every model call answered at once "
+        "by a copy of its first output: letterbox, decoding, NMS, crops, normalisation, SimCC "
+        "decoding, and the copy itself (the floor's figure)."
     )
     quiet = gauge.quietness()
     print(
