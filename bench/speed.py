@@ -5,6 +5,13 @@ What it measures: one image in, whole-body keypoints out, with DWPose's compute 
 
 Contenders, all in this process, on the same ONNX files and the same images:
 - ours: `comfyui_dwpose.DWPose` (people of an image batched into one pose call);
+- ours, fitted detector input: the same with `fit_detector_input=True` on a dynamic-size
+  export of the same detector (`dwpose convert --dynamic-size`): the detector computes only
+  the letterbox canvas cut to the frame's shape (1280x720: 640x384); the plant is added
+  after the network, as for the torch backend. Less work, not less
+  overhead; off by default until measured on real weights (README);
+- ours, torch backend: the same on `backend="torch"` (CPU, float32), the same weights read
+  from safetensors files (its detector output is planted after the network);
 - rtmlib: rtmlib 0.0.16's `Wholebody` (YOLOX + RTMPose, onnxruntime on the CPU; one crop
   per pose call);
 - upstream loop: DWPose's own structure written from SPEC.md: letterbox, detector, then one
@@ -36,8 +43,15 @@ these models are made of; the best of them). Last, each contender runs again wit
 sessions answering at once with a copy of their first outputs ("own ms"): its pre- and
 post-processing alone, what it adds to session.run whatever the machine's load.
 
-Run:  python bench/speed.py [--rounds N]
-Needs torch, onnx, onnxruntime and rtmlib. rtmlib's metadata requires opencv-python and
+Batch scaling: the pose stage alone (`DWPose.pose_on_boxes`) on 1, 8 and 32 given boxes of
+the 6-person frame, on both backends, against one `session.run` per crop (upstream) and one
+batched `session.run` (the floor): time per call and per person. Each timed call follows an
+untimed one of the same contender: a session's run right after another session's shares
+the 2 cores with that one's still-spinning onnxruntime threads, which costs ~20-30 ms, as
+much as 1 person's differences.
+
+Run:  python bench/speed.py [--rounds N] [--batch-rounds N] [--only cases|batch]
+Needs torch, safetensors, onnx, onnxruntime and rtmlib. rtmlib's metadata requires opencv-python and
 opencv-contrib-python, which would overwrite opencv-python-headless's cv2/ folder, so
 install it without its dependencies (it needs only numpy, opencv, onnxruntime and tqdm):
     pip install --no-deps rtmlib==0.0.16
@@ -86,7 +100,11 @@ class Case:
     name: str
     image: np.ndarray  # RGB uint8
     boxes: np.ndarray
-    detector: Path = dataclasses.field(default=Path())
+    detector: Path = dataclasses.field(default=Path())  # fixed 640x640, planted
+
+    @property
+    def fitted_size(self) -> tuple[int, int]:
+        return detect.fitted_size(self.image.shape[:2], DET_SIZE)
 
     @property
     def people(self) -> int:
@@ -119,31 +137,58 @@ def build_torch_models():
     return detector, pose_net
 
 
-def export_models(detector, pose_net) -> tuple[Path, Path]:
-    """The raw detector and the pose model as ONNX files (cached)."""
-    from comfyui_dwpose.nets import export_onnx
+@dataclasses.dataclass
+class Files:
+    """The same seeded weights as ONNX (onnxruntime) and safetensors (torch backend) files."""
 
-    det_path, pose_path = CACHE / "yolox_l_raw.onnx", CACHE / "rtmpose_l_384x288.onnx"
-    if not det_path.exists():
-        export_onnx(detector, det_path, DET_SIZE, dynamic_batch=False)
-    if not pose_path.exists():
-        export_onnx(pose_net, pose_path)
-    return det_path, pose_path
+    raw_detector: Path  # ONNX, output not yet planted
+    raw_dynamic_detector: Path  # the same exported with dynamic height and width
+    pose: Path  # ONNX
+    torch_detector: Path  # safetensors, output planted at run time (`planted_torch`)
+    torch_pose: Path  # safetensors
 
 
-def plant(boxes: np.ndarray, ratio: float) -> np.ndarray:
-    """The constant [1,A,85] output that reports `boxes` (image pixels) after letterboxing.
+def export_models(detector, pose_net) -> Files:
+    """The raw detector and the pose model as ONNX and safetensors files (cached)."""
+    from comfyui_dwpose.nets import NetConfig, export_onnx
+    from comfyui_dwpose.nets.checkpoint import save_safetensors
+
+    files = Files(
+        CACHE / "yolox_l_raw.onnx",
+        CACHE / "yolox_l_raw_dynamic.onnx",
+        CACHE / "rtmpose_l_384x288.onnx",
+        CACHE / "yolox_l.safetensors",
+        CACHE / "rtmpose_l_384x288.safetensors",
+    )
+    if not files.raw_detector.exists():
+        export_onnx(detector, files.raw_detector, DET_SIZE, dynamic_batch=False)
+    if not files.raw_dynamic_detector.exists():
+        export_onnx(
+            detector, files.raw_dynamic_detector, DET_SIZE, dynamic_batch=False, dynamic_size=True
+        )
+    if not files.pose.exists():
+        export_onnx(pose_net, files.pose)
+    if not files.torch_detector.exists():
+        save_safetensors(detector, NetConfig("yolox-l", DET_SIZE), files.torch_detector)
+    if not files.torch_pose.exists():
+        save_safetensors(pose_net, NetConfig("rtmpose-l", POSE_SIZE), files.torch_pose)
+    return files
+
+
+def plant(boxes: np.ndarray, ratio: float, size: tuple[int, int] = DET_SIZE) -> np.ndarray:
+    """The constant [1,A,85] output that reports `boxes` (image pixels) after letterboxing
+    onto a canvas of `size` (h, w).
 
     Each box goes to the stride-32 anchor whose cell holds its centre: dx, dy are the centre's
     offset in the cell, log w, log h its size in strides, objectness and person score high.
     """
-    grid, strides = detect.anchor_grid(DET_SIZE)
+    grid, strides = detect.anchor_grid(size)
     out = np.zeros((1, len(grid), 85), np.float32)
-    first32 = len(grid) - (DET_SIZE[0] // 32) * (DET_SIZE[1] // 32)
+    first32 = len(grid) - (size[0] // 32) * (size[1] // 32)
     for x1, y1, x2, y2 in boxes * ratio:
         cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
         gx, gy = int(cx // 32), int(cy // 32)
-        anchor = first32 + gy * (DET_SIZE[1] // 32) + gx
+        anchor = first32 + gy * (size[1] // 32) + gx
         assert tuple(grid[anchor]) == (gx, gy) and strides[anchor, 0] == 32
         assert out[0, anchor, 4] == 0, "two planted boxes share an anchor"
         out[0, anchor, :4] = [cx / 32 - gx, cy / 32 - gy, math.log(w / 32), math.log(h / 32)]
@@ -188,12 +233,15 @@ class Contender:
     run: Callable[[], int]  # one image through the pipeline; returns the number of people
     sessions: list[tuple[object, str]]  # (owner, attribute) of each onnxruntime session it uses
     peer: bool = False
+    det_size: tuple[int, int] = DET_SIZE  # the detector input it computes
 
     def replay_models(self) -> None:
         """From now on every model call gets its first answer back at once: what is left to
         time is the contender's own pre- and post-processing."""
         for owner, attribute in self.sessions:
-            setattr(owner, attribute, ReplaySession(getattr(owner, attribute)))
+            model = getattr(owner, attribute)
+            replay = ReplayCall(model) if callable(model) else ReplaySession(model)
+            setattr(owner, attribute, replay)
 
 
 class ReplaySession:
@@ -212,6 +260,18 @@ class ReplaySession:
         return [o.copy() for o in self.outputs]
 
 
+class ReplayCall:
+    """The same for a torch model's `run(batch)`."""
+
+    def __init__(self, run: Callable[[np.ndarray], list[np.ndarray]]):
+        self.real_run, self.outputs = run, None
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self.outputs is None:
+            self.outputs = self.real_run(batch)
+        return [o.copy() for o in self.outputs]
+
+
 def ort_session(path: Path):
     """An onnxruntime CPU session with the options ours uses: one intra-op thread per usable
     core, one inter-op thread. Every contender runs its models in such sessions."""
@@ -224,13 +284,44 @@ def ort_session(path: Path):
     return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
-def ours(case: Case, pose_path: Path) -> Contender:
-    estimator = DWPose(case.detector, pose_path, backend="onnxruntime", device="cpu")
+def ours(case: Case, files: Files) -> Contender:
+    estimator = DWPose(case.detector, files.pose, backend="onnxruntime", device="cpu")
     sessions = [(estimator.detector.model, "session"), (estimator.pose.model, "session")]
     return Contender("ours", lambda: len(estimator(case.image)), sessions)
 
 
-def rtmlib_peer(case: Case, pose_path: Path) -> Contender:
+def ours_fitted(case: Case, files: Files) -> Contender:
+    """Ours with `fit_detector_input` on a dynamic-size export of the same detector: less
+    work (the padding), not less overhead; off by default (see README)."""
+    estimator = DWPose(
+        files.raw_dynamic_detector, files.pose, backend="onnxruntime", device="cpu",
+        fit_detector_input=True,
+    )  # fmt: skip
+    planted_run(estimator.detector.model, case, case.fitted_size)
+    sessions = [(estimator.detector.model, "session"), (estimator.pose.model, "session")]
+    h, w = case.fitted_size
+    name = f"ours, fitted detector input ({w}x{h})"
+    return Contender(name, lambda: len(estimator(case.image)), sessions, det_size=(h, w))
+
+
+def ours_torch(case: Case, files: Files) -> Contender:
+    """Ours on the torch backend (CPU, float32): the same weights from safetensors files;
+    the detector's output is planted after the network, as in the ONNX file."""
+    estimator = DWPose(files.torch_detector, files.torch_pose, backend="torch", device="cpu")
+    planted_run(estimator.detector.model, case)
+    sessions = [(estimator.detector.model, "run"), (estimator.pose.model, "run")]
+    return Contender("ours, torch backend", lambda: len(estimator(case.image)), sessions)
+
+
+def planted_run(model, case: Case, size: tuple[int, int] = DET_SIZE) -> None:
+    """Make a raw detector model answer like the planted ONNX file of `case`, the plant
+    added after the network (laid out for input `size`; fitting keeps the 640x640 ratio)."""
+    _, ratio = detect.letterbox(case.image, DET_SIZE)
+    planted, real_run = plant(case.boxes, ratio, size), model.run
+    model.run = lambda batch: [real_run(batch)[0] * np.float32(PLANT_FACTOR) + planted]
+
+
+def rtmlib_peer(case: Case, files: Files) -> Contender:
     try:
         from rtmlib import Wholebody
     except ImportError:
@@ -240,14 +331,14 @@ def rtmlib_peer(case: Case, pose_path: Path) -> Contender:
         wholebody = Wholebody(
             det=os.fspath(case.detector),
             det_input_size=DET_SIZE,
-            pose=os.fspath(pose_path),
+            pose=os.fspath(files.pose),
             pose_input_size=POSE_SIZE[::-1],  # rtmlib takes (w, h)
             backend="onnxruntime",
             device="cpu",
         )
     # rtmlib makes its sessions with onnxruntime's default options; use ours' instead
     wholebody.det_model.session = ort_session(case.detector)
-    wholebody.pose_model.session = ort_session(pose_path)
+    wholebody.pose_model.session = ort_session(files.pose)
     bgr = np.ascontiguousarray(case.image[:, :, ::-1])  # rtmlib takes cv2's BGR frames
 
     def run() -> int:
@@ -258,10 +349,10 @@ def rtmlib_peer(case: Case, pose_path: Path) -> Contender:
     return Contender("rtmlib 0.0.16", run, sessions, peer=True)
 
 
-def upstream_loop(case: Case, pose_path: Path) -> Contender:
+def upstream_loop(case: Case, files: Files) -> Contender:
     """DWPose's annotator structure (SPEC.md): one detector call, then one pose call per crop,
     each crop normalised in float64 and cast, as upstream does."""
-    models = types.SimpleNamespace(det=ort_session(case.detector), pose=ort_session(pose_path))
+    models = types.SimpleNamespace(det=ort_session(case.detector), pose=ort_session(files.pose))
     mean, std = np.array(pose.MEAN), np.array(pose.STD)
 
     def run() -> int:
@@ -287,9 +378,9 @@ def upstream_loop(case: Case, pose_path: Path) -> Contender:
     return Contender("upstream loop", run, [(models, "det"), (models, "pose")], peer=True)
 
 
-def floor(case: Case, pose_path: Path) -> Contender:
+def floor(case: Case, files: Files) -> Contender:
     """Plain session.run of both models on prepared inputs, the pose model batched."""
-    models = types.SimpleNamespace(det=ort_session(case.detector), pose=ort_session(pose_path))
+    models = types.SimpleNamespace(det=ort_session(case.detector), pose=ort_session(files.pose))
     canvas, _ = detect.letterbox(case.image, DET_SIZE)
     det_input = np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)[None], np.float32)
     center, scale = pose.box_center_scale(case.boxes, POSE_SIZE)
@@ -303,7 +394,7 @@ def floor(case: Case, pose_path: Path) -> Contender:
     return Contender("floor (session.run only)", run, [(models, "det"), (models, "pose")])
 
 
-CONTENDERS = (ours, rtmlib_peer, upstream_loop, floor)
+CONTENDERS = (ours, ours_fitted, ours_torch, rtmlib_peer, upstream_loop, floor)
 
 
 def own_seconds(contender: Contender, people: int, repeats: int = 30) -> float:
@@ -312,6 +403,77 @@ def own_seconds(contender: Contender, people: int, repeats: int = 30) -> float:
     if contender.run() != people:
         raise SystemExit(f"{contender.name} lost people when its models were replayed")
     return float(np.median([_seconds(contender.run) for _ in range(repeats)]))
+
+
+# ---------------------------------------------------------------------------- batch scaling
+
+BATCH_PEOPLE = (1, 8, 32)
+
+
+def spread_boxes(people: int, shape: tuple[int, int], seed: int = SEED) -> np.ndarray:
+    """`people` person-shaped boxes (x1y1x2y2) at seeded places inside an (h, w) frame."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    heights = rng.uniform(0.3, 0.9, people) * h
+    widths = heights * rng.uniform(0.3, 0.5, people)
+    x1 = rng.uniform(0, w - widths)
+    y1 = rng.uniform(0, h - heights)
+    return np.stack([x1, y1, x1 + widths, y1 + heights], axis=1)
+
+
+def batch_contenders(files: Files, frame: np.ndarray, people: int) -> list[Contender]:
+    """The pose stage alone on `people` given boxes of one frame: ours (people batched) on
+    both backends, one crop per session.run (upstream), and one batched session.run."""
+    boxes = spread_boxes(people, frame.shape[:2])
+    on_ort = DWPose(None, files.pose, backend="onnxruntime", device="cpu")
+    on_torch = DWPose(None, files.torch_pose, backend="torch", device="cpu")
+    session, floor_session = ort_session(files.pose), ort_session(files.pose)
+    center, scale = pose.box_center_scale(boxes, POSE_SIZE)
+    crops = np.stack([pose.crop(frame, c, s, POSE_SIZE) for c, s in zip(center, scale)])
+    batch = pose.normalize(crops)
+
+    def one_per_call() -> int:
+        for c, s in zip(center, scale):
+            crop = pose.normalize(pose.crop(frame, c, s, POSE_SIZE)[None])
+            session.run(None, {"input": crop})
+        return people
+
+    return [
+        Contender("ours", lambda: len(on_ort.pose_on_boxes([frame], [boxes])[0]), []),
+        Contender(
+            "ours, torch backend", lambda: len(on_torch.pose_on_boxes([frame], [boxes])[0]), []
+        ),
+        Contender("one crop per call", one_per_call, []),
+        Contender(
+            "floor (session.run only)",
+            lambda: len(floor_session.run(None, {"input": batch})[0]),
+            [],
+        ),
+    ]
+
+
+def batch_table(files: Files, frame: np.ndarray, rounds: int, gauge: Gauge) -> list[str]:
+    """Markdown rows: time per call and per person for 1, 8 and 32 people in one call."""
+    lines = [
+        "| people | contender | median ms | ms per person | × floor |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for people in BATCH_PEOPLE:
+        contenders = batch_contenders(files, frame, people)
+        for contender in contenders:
+            if contender.run() != people:
+                raise SystemExit(f"{contender.name} lost people in the batch of {people}")
+        times = time_round_robin(
+            contenders, rounds * max(1, 8 // people), gauge, warmup=0, settle=True
+        )
+        floor_times = times[-1]
+        for contender, t in zip(contenders, times):
+            m = float(np.median(t))
+            lines.append(
+                f"| {people} | {contender.name} | {m * 1e3:.0f} | {m * 1e3 / people:.0f} | "
+                f"{np.median(t / floor_times):.3f} |"
+            )
+    return lines
 
 
 # ---------------------------------------------------------------------------- timing
@@ -347,12 +509,13 @@ class Gauge:
 
 
 def time_round_robin(
-    contenders: list[Contender], rounds: int, gauge: Gauge, warmup: int = 2
+    contenders: list[Contender], rounds: int, gauge: Gauge, warmup: int = 2, settle: bool = False
 ) -> np.ndarray:
     """Seconds per call, [contender, round].
 
     Every round waits for a quiet machine, then runs each contender once, in a rotated
     order, so that all of them see the same drift; ratios are taken within a round.
+    `settle`: each timed call comes right after an untimed one of the same contender.
     """
     for contender in contenders:
         for _ in range(warmup):
@@ -362,6 +525,8 @@ def time_round_robin(
         gauge.wait()
         for k in range(len(contenders)):
             i = (k + r) % len(contenders)
+            if settle:
+                contenders[i].run()
             times[i, r] = _seconds(contenders[i].run)
     return times
 
@@ -477,6 +642,18 @@ def machine_line() -> str:
     )
 
 
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _proc_fields(path: str) -> dict[str, str]:
     """The first value of each `key : value` line of a /proc file ({} where there is none)."""
     fields: dict[str, str] = {}
@@ -498,6 +675,7 @@ class Result:
     case: Case
     names: list[str]
     peers: list[bool]
+    det_sizes: list[tuple[int, int]]
     times: np.ndarray  # [contender, round]
     own: list[float]  # seconds, models replayed
 
@@ -506,15 +684,22 @@ class Result:
         return next(i for i, name in enumerate(self.names) if name.startswith("floor"))
 
 
-def run_case(case: Case, pose_path: Path, rounds: int, gauge: Gauge) -> Result:
-    contenders = [make(case, pose_path) for make in CONTENDERS]
+def run_case(case: Case, files: Files, rounds: int, gauge: Gauge) -> Result:
+    contenders = [make(case, files) for make in CONTENDERS]
     for contender in contenders:
         found = contender.run()
         if found != case.people:
             raise SystemExit(f"{contender.name} found {found} people on {case.name!r}")
     times = time_round_robin(contenders, rounds, gauge)
     own = [own_seconds(contender, case.people) for contender in contenders]
-    return Result(case, [c.name for c in contenders], [c.peer for c in contenders], times, own)
+    return Result(
+        case,
+        [c.name for c in contenders],
+        [c.peer for c in contenders],
+        [c.det_size for c in contenders],
+        times,
+        own,
+    )
 
 
 HEADER = [
@@ -524,15 +709,19 @@ HEADER = [
 ]
 
 
-def table_rows(result: Result, flops: float, limit: float) -> list[str]:
-    """Markdown rows: median and range, and ratios taken round by round (median of them)."""
+def table_rows(result: Result, det_flops: float, pose_flops: float, limit: float) -> list[str]:
+    """Markdown rows: median and range, and ratios taken round by round (median of them).
+
+    A contender's FLOPs: the detector's at its input size (YOLOX is convolutional, so in
+    proportion to the area) plus the pose model's per person."""
     times = result.times
     medians = np.median(times, axis=1)
     peers = [i for i, peer in enumerate(result.peers) if peer]
     fastest_peer = times[min(peers, key=lambda i: medians[i])]
     rows = []
-    for name, t, m, own in zip(result.names, times, medians, result.own):
-        achieved = flops / m
+    for name, size, t, m, own in zip(result.names, result.det_sizes, times, medians, result.own):
+        area = size[0] * size[1] / (DET_SIZE[0] * DET_SIZE[1])
+        achieved = (det_flops * area + result.case.people * pose_flops) / m
         rows.append(
             f"| {result.case.name} | {name} | {m * 1e3:.0f} | {t.min() * 1e3:.0f}-"
             f"{t.max() * 1e3:.0f} | {np.median(t / times[result.floor]):.3f} | "
@@ -551,55 +740,85 @@ def main(argv: list[str] | None = None) -> None:
         default=0.85,
         help="start a round only when a probe runs at this share of its best speed (0: never wait)",
     )
+    parser.add_argument(
+        "--batch-rounds", type=int, default=5, help="timed rounds per batch size (pose stage)"
+    )
+    parser.add_argument(
+        "--only", choices=("cases", "batch"), help="run one part: the pipelines or batch scaling"
+    )
     args = parser.parse_args(argv)
 
     CACHE.mkdir(parents=True, exist_ok=True)
     detector, pose_net = build_torch_models()
     det_flops, pose_flops = count_flops(detector, pose_net)
-    raw_detector, pose_path = export_models(detector, pose_net)
+    files = export_models(detector, pose_net)
     del detector, pose_net
     cases = make_cases()
     for i, case in enumerate(cases):
-        case.detector = planted_detector(raw_detector, case, i)
+        case.detector = planted_detector(files.raw_detector, case, i)
     probes = throughput_probes()
     gauge = Gauge(probes[-1], args.quiet)
     gauge.calibrate()
     best = {p.name: best_seconds(p) for p in probes[:-1]}  # again at the end: keep the best
 
-    results = [run_case(case, pose_path, args.rounds, gauge) for case in cases]
+    results = [] if args.only == "batch" else [
+        run_case(case, files, args.rounds, gauge) for case in cases
+    ]  # fmt: skip
+    batch_lines = [] if args.only == "cases" else batch_table(
+        files, cases[-1].image, args.batch_rounds, gauge
+    )  # fmt: skip
 
-    limits = {p.name: p.rate(min(best[p.name], best_seconds(p))) for p in probes[:-1]}
-    limits[gauge.probe.name] = gauge.probe.rate(min(gauge.seconds))
-    limit = max(limits.values())
-    lines = list(HEADER)
-    for result in results:
-        lines += table_rows(result, det_flops + result.case.people * pose_flops, limit)
-    print("\n".join(lines))
-    print()
     print(f"Machine: {machine_line()}")
-    print(
-        f"onnxruntime sessions of every contender: {cpu_threads()} intra-op threads, 1 inter-op "
-        "thread, CPU provider, default graph optimisations (rtmlib's two sessions are re-created "
-        "with these options; its pipeline code runs unchanged)."
-    )
-    print(
-        f"Compute limit: YOLOX-L 640 = {det_flops / 1e9:.1f} GFLOP, DWPose-l 384x288 = "
-        f"{pose_flops / 1e9:.1f} GFLOP per person (torch.utils.flop_counter); machine "
-        f"{limit / 1e9:.0f} GFLOP/s = best float32 speed measured on {cpu_threads()} cores ("
-        + ", ".join(f"{name} {value / 1e9:.0f}" for name, value in limits.items())
-        + ")."
-    )
-    print(
-        "Own ms: the contender's median time (30 calls) with every model call answered at once "
-        "by a copy of its first output: letterbox, decoding, NMS, crops, normalisation, SimCC "
-        "decoding, and the copy itself (the floor's figure)."
-    )
+    if results:
+        limits = {p.name: p.rate(min(best[p.name], best_seconds(p))) for p in probes[:-1]}
+        limits[gauge.probe.name] = gauge.probe.rate(min(gauge.seconds))
+        limit = max(limits.values())
+        lines = list(HEADER)
+        for result in results:
+            lines += table_rows(result, det_flops, pose_flops, limit)
+        print()
+        print("\n".join(lines))
+        print()
+        print(
+            f"onnxruntime sessions of every contender: {cpu_threads()} intra-op threads, 1 "
+            "inter-op thread, CPU provider, default graph optimisations (rtmlib's two sessions "
+            "are re-created with these options; its pipeline code runs unchanged)."
+        )
+        print(
+            f"Compute limit: YOLOX-L 640 = {det_flops / 1e9:.1f} GFLOP, DWPose-l 384x288 = "
+            f"{pose_flops / 1e9:.1f} GFLOP per person (torch.utils.flop_counter); machine "
+            f"{limit / 1e9:.0f} GFLOP/s = best float32 speed measured on {cpu_threads()} cores ("
+            + ", ".join(f"{name} {value / 1e9:.0f}" for name, value in limits.items())
+            + ")."
+        )
+        print(
+            "Own ms: the contender's median time (30 calls) with every model call answered at "
+            "once by a copy of its first output: letterbox, decoding, NMS, crops, "
+            "normalisation, SimCC decoding, and the copy itself (the floor's figure)."
+        )
+        print(
+            f"{args.rounds} interleaved rounds per case after 2 warm-up calls each; ratios are "
+            "medians of per-round ratios."
+        )
+    if batch_lines:
+        print()
+        print(
+            "Batch scaling, the pose stage alone (DWPose-l 384x288), boxes of the 1280x720 frame:"
+        )
+        print()
+        print("\n".join(batch_lines))
+        print()
+        print(
+            f"{args.batch_rounds} interleaved rounds per batch size ({8 * args.batch_rounds} for "
+            "1 person); in each, every contender runs once untimed and then once timed, so "
+            "that no contender pays for the previous one's spinning onnxruntime threads. torch "
+            f"{torch_version()} on the CPU in float32 with {torch_threads()} threads."
+        )
     quiet = gauge.quietness()
     print(
-        f"{args.rounds} interleaved rounds per case after 2 warm-up calls each; ratios are "
-        f"medians of per-round ratios. Each round waited (up to {gauge.patience:.0f} s) for the "
-        f"Conv probe to run at {args.quiet:.0%} of its best speed; at the start of the rounds "
-        f"it ran at {quiet[len(quiet) // 2]:.0%} (median; lowest {quiet[0]:.0%})."
+        f"Each round waited (up to {gauge.patience:.0f} s) for the Conv probe to run at "
+        f"{args.quiet:.0%} of its best speed; at the start of the rounds it ran at "
+        f"{quiet[len(quiet) // 2]:.0%} (median; lowest {quiet[0]:.0%})."
     )
 
 

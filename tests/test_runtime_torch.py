@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import IMAGE_IDS, ROOT
 
-from comfyui_dwpose import DWPose, hub
+from comfyui_dwpose import DWPose, hub, runtime_torch
 from comfyui_dwpose import runtime as runtime_module
 from comfyui_dwpose.images import load_image
 from comfyui_dwpose.nets import export_onnx, load_net
@@ -66,6 +66,20 @@ def test_pose_outputs_equal_onnxruntime(models, crops):
     onnx_model = OnnxModel(models["pose_onnx"])
     for batch in (crops[:1], crops):
         assert rel_err(torch_model.run(batch), onnx_model.run(batch)) <= SAME
+
+
+def test_cpu_batches_run_in_chunks_with_the_same_outputs(models, crops, monkeypatch):
+    torch_model = TorchModel.from_file(models["pose_pt"], device="cpu")
+    whole = torch_model.run(crops)
+    calls = []
+    run_net = torch_model._run_net
+    monkeypatch.setattr(torch_model, "_run_net", lambda x: calls.append(len(x)) or run_net(x))
+    monkeypatch.setattr(runtime_torch, "CPU_CHUNK", 2)
+    chunked = torch_model.run(crops)
+    assert calls == [2] * (len(crops) // 2) + [len(crops) % 2] * (len(crops) % 2)
+    assert rel_err(chunked, whole) <= SAME
+    empty = torch_model.run(crops[:0])
+    assert [e.shape[0] for e in empty] == [0, 0] and calls[-1] == 0
 
 
 def test_detector_outputs_equal_onnxruntime_at_any_batch(models):
