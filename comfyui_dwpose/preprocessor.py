@@ -113,6 +113,9 @@ class DWPosePreprocessor:
         return_keypoints: bool = False,
         threshold: float = DEFAULT_THRESHOLD,
         stick_width: int | str = BODY_STICK_WIDTH,
+        track: bool = False,
+        smooth: bool = False,
+        fps: float = 30.0,
         **kwargs,
     ) -> Image.Image | list[Image.Image] | np.ndarray | torch.Tensor | tuple:
         """The control map of one image, or of a list / batch of images or video frames.
@@ -132,6 +135,11 @@ class DWPosePreprocessor:
             batched even for one image (B=1), as diffusers pipelines expect.
         return_keypoints: also return the `PoseFrame`s (one, or a list), in image pixels.
         threshold, stick_width: as `render_pose` ("xinsr" for xinsir's SDXL ControlNet).
+        track: the images are a video's frames, in order: give each person a stable id
+            across them (`PoseFrame.track_ids`).
+        smooth: track, then smooth each person's keypoints over the frames (One Euro filter
+            run both ways, no lag) and fill short dropouts: steadier skeletons for video
+            ControlNets. `fps` is the frames' rate (the filter works in seconds).
 
         controlnet_aux's and easy_dwpose's names also work: `input_image`, `include_hands`,
         `hand_and_face` and `return_pil` (both deprecated there, warned here).
@@ -155,7 +163,11 @@ class DWPosePreprocessor:
                 f"output_type={output_type!r}: give images of one aspect ratio, or use output_type='pil'"
             )
 
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps!r}")
         frames = self._estimate(images, detect_resolution or 0)
+        if track or smooth:
+            frames = _tracked(frames, smooth, fps)
         maps = [
             render_pose(
                 frame, width, height, threshold=threshold, body=include_body,
@@ -199,6 +211,19 @@ def _reference(repo_or_path: str | os.PathLike, name: str | os.PathLike) -> str 
     if str(repo_or_path) == DEFAULT_REPO:
         return name  # the registry's names: pinned sizes and checksums
     return f"{repo_or_path}/{name}"
+
+
+def _tracked(frames: list[PoseFrame], smooth: bool, fps: float) -> list[PoseFrame]:
+    """The frames with track ids, and smoothed over the whole list with `smooth`."""
+    try:
+        from . import temporal
+    except ImportError as exc:  # scipy, for the assignment
+        raise ImportError(
+            f"tracking and smoothing need the video extra ({exc}): "
+            "pip install 'comfyui-dwpose[video]'"
+        ) from exc
+    smoother = temporal.Smoother(lookahead=None) if smooth else None
+    return list(temporal.track_poses(frames, fps=fps, smoother=smoother))
 
 
 def _upstream_arguments(kwargs: dict, image, include_hand, include_face, output_type):

@@ -342,3 +342,50 @@ def test_video_controlnet_pipeline_on_frames(pre, images, tiny):
         output_type="np",
     ).frames  # fmt: skip
     assert video.shape == (1, 3, 64, 96, 3) and np.isfinite(video).all()
+
+
+def moved(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    shift = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, shift, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
+def body_acceleration(frames: list[PoseFrame]) -> float:
+    """Mean length of the second time difference of the body points each track shows on
+    every frame: how much the skeletons shake."""
+    shakes = []
+    for track in frames[0].track_ids:
+        people = [f.track_ids.tolist().index(track) for f in frames]
+        points = np.stack([f.keypoints[n, :17] for f, n in zip(frames, people)])
+        seen = np.all([f.scores[n, :17] > 0.3 for f, n in zip(frames, people)], axis=0)
+        shakes.append(np.linalg.norm(np.diff(points[:, seen], 2, axis=0), axis=-1))
+    return float(np.concatenate(shakes, axis=1).mean())
+
+
+def test_video_frames_get_stable_ids_and_smoothing_steadies_them(pre, images):
+    # Two people walk right 3 px a frame while the camera shakes by up to 4 px.
+    rng = np.random.default_rng(0)
+    video = [moved(images[0], 3 * k + rng.uniform(-4, 4), rng.uniform(-4, 4)) for k in range(16)]
+    _, plain = pre(video, image_resolution=64, return_keypoints=True)
+    _, tracked = pre(video, image_resolution=64, return_keypoints=True, track=True)
+    for p, t in zip(plain, tracked):
+        np.testing.assert_array_equal(t.keypoints, p.keypoints)  # ids only, nothing moved
+        assert p.track_ids is None and sorted(t.track_ids.tolist()) == [0, 1]
+        assert (
+            t.track_ids[np.argmin(t.boxes[:, 0])]
+            == tracked[0].track_ids[np.argmin(tracked[0].boxes[:, 0])]
+        )  # the left person keeps its id on every frame
+
+    maps, smoothed = pre(
+        video, image_resolution=64, output_type="np", return_keypoints=True, smooth=True
+    )
+    assert maps.shape == (16, 64, 96, 3) and len(smoothed) == 16
+    for control, frame in zip(maps, smoothed):
+        assert_same_image(to_uint8(control), render_pose(frame, 96, 64))
+    raw, steady = body_acceleration(tracked), body_acceleration(smoothed)
+    assert steady < 0.5 * raw, (raw, steady)
+
+
+def test_fps_must_be_positive(pre, images):
+    with pytest.raises(ValueError, match="fps must be positive, got 0"):
+        pre(images[0], fps=0)
