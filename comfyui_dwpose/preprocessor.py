@@ -72,8 +72,8 @@ class DWPosePreprocessor:
 
         Files are cached in the Hugging Face cache (`cache_dir` to choose another) and
         verified where their checksum is known. `local_files_only=True` never downloads;
-        False downloads what is missing unless HF_HUB_OFFLINE is set. `detector=None`
-        skips detection (the whole image is one person).
+        False downloads what is missing unless HF_HUB_OFFLINE is set. `detector=None` (or
+        `use_detector=False`) skips detection, and its file: the whole image is one person.
         """
         fetch = {
             "cache_dir": cache_dir,
@@ -81,7 +81,7 @@ class DWPosePreprocessor:
             "models_dir": options.pop("models_dir", None),
         }
         detector_file = None
-        if detector is not None:
+        if detector is not None and options.get("use_detector", True):
             detector_file = resolve_model(
                 _reference(repo_or_path, detector), kind="detector", **fetch
             )

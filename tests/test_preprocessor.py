@@ -246,10 +246,12 @@ def test_from_pretrained_local_folder_and_hub_cache(tmp_path, standins, images):
             cache_dir=cache, local_files_only=True,
         )  # fmt: skip
 
-    whole = DWPosePreprocessor.from_pretrained(folder, detector=None, pose_model="pose.onnx")
-    assert whole.estimator.detector is None
-    _, frame = whole(images[0], return_keypoints=True)
-    np.testing.assert_array_equal(frame.boxes, [[0, 0, 640, 425]])
+    (folder / "det.onnx").unlink()  # neither way of skipping detection needs its file
+    for skip in ({"detector": None}, {"use_detector": False}):
+        whole = DWPosePreprocessor.from_pretrained(folder, pose_model="pose.onnx", **skip)
+        assert whole.estimator.detector is None
+        _, frame = whole(images[0], return_keypoints=True)
+        np.testing.assert_array_equal(frame.boxes, [[0, 0, 640, 425]])
 
 
 def test_to_device_rebuilds_and_returns_itself(standins, images):
