@@ -325,6 +325,66 @@ class DWPoseRender:
         return (_to_image(_draw(frames, _drawing_options(drawing))),)
 
 
+class DWPoseTrackSmooth:
+    """POSE_KEYPOINT of a video's frames -> the same with stable person ids, smoothed."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "One dict per video frame, in order (this pack's or comfyui_controlnet_aux's)."}),
+                "smooth": ("BOOLEAN", {
+                    "default": True,
+                    "tooltip": "Smooth each person's keypoints over the frames (One Euro filter run both ways: no lag) and fill short dropouts. Off: only track.",
+                }),
+                "fps": ("FLOAT", {
+                    "default": 30.0, "min": 1.0, "max": 240.0, "step": 0.5,
+                    "tooltip": "The video's frame rate: the filter works in seconds.",
+                }),
+                "max_people": ("INT", {
+                    "default": 0, "min": 0, "max": 1000,
+                    "tooltip": "Keep the N people largest over the whole video (steady, no flicker); 0 keeps all.",
+                }),
+                "threshold": ("FLOAT", {
+                    "default": DEFAULT_THRESHOLD, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "Keypoint score needed to count a point as seen (use the estimator's).",
+                }),
+            }
+        }  # fmt: skip
+
+    RETURN_TYPES = ("POSE_KEYPOINT",)
+    RETURN_NAMES = ("pose_keypoint",)
+    OUTPUT_TOOLTIPS = (
+        "The frames with person_id per person, smoothed; draw them with DWPose Render.",
+    )
+    FUNCTION = "track"
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Video poses: stable person ids across frames (through crossings and short occlusions), "
+        "steadier skeletons, the N main people."
+    )
+
+    def track(
+        self,
+        pose_keypoint: list[dict] | dict,
+        smooth: bool = True,
+        fps: float = 30.0,
+        max_people: int = 0,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> tuple[list[dict]]:
+        from .comfyui_dwpose.temporal import Smoother, Tracker, track_poses  # scipy
+
+        frames = from_pose_keypoint(pose_keypoint)
+        if not frames:
+            raise ValueError("POSE_KEYPOINT holds no frames")
+        smoother = Smoother(lookahead=None, threshold=threshold) if smooth else None
+        tracked = track_poses(
+            frames, fps=fps, tracker=Tracker(threshold=threshold), smoother=smoother,
+            people=max_people or None,
+        )  # fmt: skip
+        return (to_pose_keypoint(list(tracked), threshold),)
+
+
 class DWPoseSaveKeypoints:
     """Write POSE_KEYPOINT to the output folder as one JSON file (`dwpose render` reads it)."""
 
@@ -387,10 +447,12 @@ def _drawing_options(drawing: dict) -> dict:
 NODE_CLASS_MAPPINGS = {
     "DWPoseWB_Estimator": DWPoseEstimator,
     "DWPoseWB_Render": DWPoseRender,
+    "DWPoseWB_TrackSmooth": DWPoseTrackSmooth,
     "DWPoseWB_SaveKeypoints": DWPoseSaveKeypoints,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "DWPoseWB_Estimator": "DWPose Whole-Body Estimator",
     "DWPoseWB_Render": "DWPose Render Keypoints",
+    "DWPoseWB_TrackSmooth": "DWPose Track & Smooth (video)",
     "DWPoseWB_SaveKeypoints": "DWPose Save Keypoints (JSON)",
 }

@@ -19,6 +19,7 @@ import sys
 import types
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -167,7 +168,9 @@ def test_pack_loads_like_comfyui_and_uses_its_bundled_library(pack, nodes):
 
 def test_node_keys_are_prefixed_and_free_of_controlnet_aux_keys(pack):
     keys = list(pack.NODE_CLASS_MAPPINGS)
-    assert keys == ["DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_SaveKeypoints"]
+    assert keys == [
+        "DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_TrackSmooth", "DWPoseWB_SaveKeypoints"
+    ]  # fmt: skip
     assert not set(keys) & CONTROLNET_AUX_KEYS
     names = list(pack.NODE_DISPLAY_NAME_MAPPINGS.values())
     assert len(set(names)) == len(names) and all(n.startswith("DWPose ") for n in names)
@@ -190,7 +193,10 @@ def check_input(name: str, spec: tuple) -> None:
         assert options.get("min", default) <= default <= options.get("max", default), name
 
 
-@pytest.mark.parametrize("key", ["DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_SaveKeypoints"])
+@pytest.mark.parametrize(
+    "key",
+    ["DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_TrackSmooth", "DWPoseWB_SaveKeypoints"],
+)
 def test_node_class_is_well_formed(pack, key):
     cls = pack.NODE_CLASS_MAPPINGS[key]
     types_ = cls.INPUT_TYPES()
@@ -385,6 +391,59 @@ def test_wrong_model_kind_and_bad_images_raise_clear_errors(nodes, frames, env):
         run(as_image(frames)[0], "det.onnx", "pose.onnx")
     with pytest.raises(ValueError, match="no frames"):
         nodes.DWPoseRender().render([])
+
+
+# ------------------------------------------------------------------- track and smooth
+
+
+def body_acceleration(pose_keypoint: list[dict]) -> float:
+    """Mean length of the second time difference of each person_id's seen OpenPose body
+    points (those seen on every frame): how much the skeletons shake."""
+    tracks: dict[int, list[np.ndarray]] = {}
+    for entry in pose_keypoint:
+        for person in entry["people"]:
+            points = np.reshape(person["pose_keypoints_2d"], (18, 3))
+            tracks.setdefault(person["person_id"], []).append(points)
+    shakes = []
+    for points in tracks.values():
+        points = np.stack(points)
+        seen = (points[:, :, 2] > 0).all(axis=0)
+        shakes.append(np.linalg.norm(np.diff(points[:, seen, :2], 2, axis=0), axis=-1).ravel())
+    return float(np.concatenate(shakes).mean())
+
+
+def test_track_smooth_node_gives_ids_and_steadier_video_poses(nodes, frames, env):
+    # Two people walking right 3 px a frame under a camera shaking by up to 4 px.
+    rng = np.random.default_rng(0)
+    image, (h, w) = frames[0], frames[0].shape[:2]
+    video = np.stack([
+        cv2.warpAffine(image, np.float32([[1, 0, 3 * k + rng.uniform(-4, 4)],
+                                          [0, 1, rng.uniform(-4, 4)]]), (w, h),
+                       borderMode=cv2.BORDER_REPLICATE)
+        for k in range(12)
+    ])  # fmt: skip
+    _, raw = nodes.DWPoseEstimator().estimate(as_image(video), "det.onnx", "pose.onnx")
+    node = nodes.DWPoseTrackSmooth()
+
+    (tracked,) = node.track(raw, smooth=False)
+    assert len(tracked) == 12 and all(len(e["people"]) == 2 for e in tracked)
+    for before, after in zip(raw, tracked):  # tracking alone moves nothing
+        for a, b in zip(before["people"], after["people"]):
+            assert a["keypoints_133"] == b["keypoints_133"] and "person_id" not in a
+    left = [min(e["people"], key=lambda p: p["box"][0])["person_id"] for e in tracked]
+    assert sorted({p["person_id"] for e in tracked for p in e["people"]}) == [0, 1]
+    assert len(set(left)) == 1  # the left person keeps its id on every frame
+
+    (smoothed,) = node.track(raw)
+    assert body_acceleration(smoothed) < 0.5 * body_acceleration(tracked)
+    (pose_map,) = nodes.DWPoseRender().render(smoothed)
+    assert pose_map.shape == (12, h, w, 3)
+
+    (one,) = node.track(raw, max_people=1)
+    assert len({p["person_id"] for e in one for p in e["people"]}) == 1
+    assert all(len(e["people"]) == 1 for e in one)
+    with pytest.raises(ValueError, match="holds no frames"):
+        node.track([])
 
 
 # --------------------------------------------------------------------------- save JSON
