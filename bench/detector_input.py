@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,8 +34,9 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(Path(__file__).resolve().parent)]
 
+from common import machine_line  # noqa: E402
 from local_detector import LocalDetector  # noqa: E402
 from standin_nets import standin  # noqa: E402
 
@@ -245,21 +245,6 @@ def shared_anchors(
 # ---------------------------------------------------------------------------- report
 
 
-def machine_line() -> str:
-    import onnxruntime
-    import torch
-
-    cpu = platform.processor() or "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return (
-        f"{cpu}, {cpu_threads()} usable cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="yolox-l", help="the YOLOX size (yolox-l)")
@@ -277,7 +262,11 @@ def main(argv: list[str] | None = None) -> None:
     after = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\nSpeed ({args.arch}, batch 1, median of {args.rounds} interleaved rounds):\n")
     print("\n".join(lines))
-    print(f"\nMachine: {machine_line()}. Load average before {before}; after {after}.")
+    import onnxruntime
+    import torch
+
+    versions = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+    print(f"\nMachine: {machine_line(**versions)}. Load average before {before}; after {after}.")
 
 
 if __name__ == "__main__":

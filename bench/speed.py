@@ -63,9 +63,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
-import math
 import os
-import platform
 import sys
 import time
 import types
@@ -76,19 +74,23 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+
+from common import (  # noqa: E402
+    CACHE,
+    DET_SIZE,
+    PLANT_FACTOR,
+    POSE_SIZE,
+    SEED,
+    machine_line,
+    plant,
+    planted_onnx,
+    seeded_nets,
+)
 
 from comfyui_dwpose import DWPose, detect, pose  # noqa: E402
 from comfyui_dwpose.images import load_image  # noqa: E402
 from comfyui_dwpose.runtime import cpu_threads  # noqa: E402
-
-CACHE = Path(__file__).resolve().parent / ".cache"
-DET_SIZE = (640, 640)  # (h, w)
-POSE_SIZE = (384, 288)  # (h, w)
-SEED = 0
-PLANT_FACTOR = 1e-3  # the real detector output is scaled by this before the plant is added
-PLANT_SCORE = 0.95  # objectness and person-class score of a planted box (product 0.9025)
-
 
 # ---------------------------------------------------------------------------- cases
 
@@ -123,18 +125,6 @@ def make_cases() -> list[Case]:
 
 
 # ---------------------------------------------------------------------------- models
-
-
-def build_torch_models():
-    """YOLOX-L and RTMPose-l 384x288 with seeded random weights, in eval mode."""
-    import torch
-
-    from comfyui_dwpose.nets import build_model
-
-    torch.manual_seed(SEED)
-    detector = build_model("yolox-l", DET_SIZE).eval()
-    pose_net = build_model("rtmpose-l", POSE_SIZE).eval()
-    return detector, pose_net
 
 
 @dataclasses.dataclass
@@ -175,53 +165,11 @@ def export_models(detector, pose_net) -> Files:
     return files
 
 
-def plant(boxes: np.ndarray, ratio: float, size: tuple[int, int] = DET_SIZE) -> np.ndarray:
-    """The constant [1,A,85] output that reports `boxes` (image pixels) after letterboxing
-    onto a canvas of `size` (h, w).
-
-    Each box goes to the stride-32 anchor whose cell holds its centre: dx, dy are the centre's
-    offset in the cell, log w, log h its size in strides, objectness and person score high.
-    """
-    grid, strides = detect.anchor_grid(size)
-    out = np.zeros((1, len(grid), 85), np.float32)
-    first32 = len(grid) - (size[0] // 32) * (size[1] // 32)
-    for x1, y1, x2, y2 in boxes * ratio:
-        cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
-        gx, gy = int(cx // 32), int(cy // 32)
-        anchor = first32 + gy * (size[1] // 32) + gx
-        assert tuple(grid[anchor]) == (gx, gy) and strides[anchor, 0] == 32
-        assert out[0, anchor, 4] == 0, "two planted boxes share an anchor"
-        out[0, anchor, :4] = [cx / 32 - gx, cy / 32 - gy, math.log(w / 32), math.log(h / 32)]
-        out[0, anchor, 4:6] = PLANT_SCORE
-    return out
-
-
 def planted_detector(raw: Path, case: Case, index: int) -> Path:
-    """A copy of the raw detector whose output is raw x PLANT_FACTOR + plant(case) (cached)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    path = CACHE / f"yolox_l_planted_{index}_{case.people}.onnx"
-    if path.exists():
-        return path
+    """A copy of the raw detector that finds exactly the case's people (cached)."""
     _, ratio = detect.letterbox(case.image, DET_SIZE)
-    model = onnx.load(os.fspath(raw))
-    graph = model.graph
-    (producer,) = [n for n in graph.node if "output" in n.output]
-    producer.output[list(producer.output).index("output")] = "raw_output"
-    graph.initializer.extend([
-        numpy_helper.from_array(np.array(PLANT_FACTOR, np.float32), "plant_factor"),
-        numpy_helper.from_array(plant(case.boxes, ratio), "plant"),
-    ])  # fmt: skip
-    graph.node.extend([
-        helper.make_node("Mul", ["raw_output", "plant_factor"], ["scaled_output"]),
-        helper.make_node("Add", ["scaled_output", "plant"], ["output"]),
-    ])  # fmt: skip
-    onnx.checker.check_model(model)
-    tmp = path.with_suffix(".tmp")
-    onnx.save(model, os.fspath(tmp))
-    tmp.replace(path)
-    return path
+    path = CACHE / f"yolox_l_planted_{index}_{case.people}.onnx"
+    return planted_onnx(raw, plant(case.boxes, ratio), path)
 
 
 # ---------------------------------------------------------------------------- contenders
@@ -620,26 +568,14 @@ def best_seconds(probe: Probe, repeats: int = 10) -> float:
     return min(_seconds(probe.run) for _ in range(repeats))
 
 
-def machine_line() -> str:
-    """CPU model (with its family/model numbers and vector extensions), cores, memory, versions."""
+def versions() -> dict[str, str]:
     import onnxruntime
 
-    info = _proc_fields("/proc/cpuinfo")
-    cpu = info.get("model name", platform.processor() or "unknown CPU")
-    if "cpu family" in info:
-        cpu += f" (family {info['cpu family']}, model {info.get('model', '?')})"
-    flags = info.get("flags", "").split()
-    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
-    details = [cpu, f"{cpu_threads()} usable cores"]
-    details += [simd] if simd else []
-    details += ["virtual machine"] if "hypervisor" in flags else []
-    memory = _proc_fields("/proc/meminfo").get("MemTotal", "")
-    if memory.endswith(" kB"):
-        details.append(f"{int(memory[:-3]) / 2**20:.0f} GiB")
-    return ", ".join(details) + (
-        f"; {platform.system()} {platform.machine()}, Python {platform.python_version()}, "
-        f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}, OpenCV {cv2.__version__}"
-    )
+    return {
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "OpenCV": cv2.__version__,
+    }
 
 
 def torch_version() -> str:
@@ -652,17 +588,6 @@ def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def _proc_fields(path: str) -> dict[str, str]:
-    """The first value of each `key : value` line of a /proc file ({} where there is none)."""
-    fields: dict[str, str] = {}
-    with contextlib.suppress(OSError):
-        for line in Path(path).read_text().splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                fields.setdefault(key.strip(), value.strip())
-    return fields
 
 
 # ---------------------------------------------------------------------------- report
@@ -749,7 +674,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    detector, pose_net = build_torch_models()
+    detector, pose_net = seeded_nets()
     det_flops, pose_flops = count_flops(detector, pose_net)
     files = export_models(detector, pose_net)
     del detector, pose_net
@@ -768,7 +693,7 @@ def main(argv: list[str] | None = None) -> None:
         files, cases[-1].image, args.batch_rounds, gauge
     )  # fmt: skip
 
-    print(f"Machine: {machine_line()}")
+    print(f"Machine: {machine_line(**versions())}")
     if results:
         limits = {p.name: p.rate(min(best[p.name], best_seconds(p))) for p in probes[:-1]}
         limits[gauge.probe.name] = gauge.probe.rate(min(gauge.seconds))

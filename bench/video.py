@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -45,20 +44,22 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(Path(__file__).resolve().parent)]
 
+from common import (  # noqa: E402
+    CACHE,
+    DET_SIZE,
+    POSE_SIZE,
+    machine_line,
+    plant,
+    planted_onnx,
+    seeded_nets,
+)
 from followers import FollowingDetector, FollowingPose, draw_figures  # noqa: E402
 
-from comfyui_dwpose import detect  # noqa: E402
-from comfyui_dwpose.runtime import cpu_threads  # noqa: E402
-
-CACHE = Path(__file__).resolve().parent / ".cache"
-DET_SIZE = (640, 640)
-POSE_SIZE = (384, 288)
 SIZE = 512
 FPS = 30
 DETECT_EVERY = 8
-PLANT_FACTOR = 1e-3
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -101,13 +102,9 @@ def models() -> tuple[Path, Path]:
     det_path, pose_path = CACHE / "yolox_l_raw.onnx", CACHE / "rtmpose_l_384x288.onnx"
     if det_path.exists() and pose_path.exists():
         return det_path, pose_path
-    import torch
+    from comfyui_dwpose.nets import export_onnx
 
-    from comfyui_dwpose.nets import build_model, export_onnx
-
-    torch.manual_seed(0)
-    detector = build_model("yolox-l", DET_SIZE).eval()
-    pose_net = build_model("rtmpose-l", POSE_SIZE).eval()
+    detector, pose_net = seeded_nets()
     export_onnx(detector, det_path, DET_SIZE, dynamic_batch=False)
     export_onnx(pose_net, pose_path)
     return det_path, pose_path
@@ -116,43 +113,10 @@ def models() -> tuple[Path, Path]:
 def planted_detector(raw: Path, count: int) -> Path:
     """The raw detector whose output is raw x 1e-3 + constant boxes at the figures' mean
     places (for rtmlib, which loads files)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    path = CACHE / f"yolox_l_video_planted_{count}.onnx"
-    if path.exists():
-        return path
     boxes = [np.mean([dancers(count, i)[k][1:] for i in range(4 * FPS)], 0) for k in range(count)]
     ratio = min(DET_SIZE[0] / SIZE, DET_SIZE[1] / SIZE)
-    grid, _ = detect.anchor_grid(DET_SIZE)
-    plant = np.zeros((1, len(grid), 85), np.float32)
-    first32 = len(grid) - (DET_SIZE[0] // 32) * (DET_SIZE[1] // 32)
-    for k, (x1, y1, x2, y2) in enumerate(np.array(boxes) * ratio):
-        gx, gy = grid[first32 + k]
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        plant[0, first32 + k, :4] = [
-            cx / 32 - gx,
-            cy / 32 - gy,
-            math.log((x2 - x1) / 32),
-            math.log((y2 - y1) / 32),
-        ]
-        plant[0, first32 + k, 4:6] = 0.95
-    model = onnx.load(os.fspath(raw))
-    graph = model.graph
-    (producer,) = [n for n in graph.node if "output" in n.output]
-    producer.output[list(producer.output).index("output")] = "raw_output"
-    graph.initializer.extend([
-        numpy_helper.from_array(np.array(PLANT_FACTOR, np.float32), "plant_factor"),
-        numpy_helper.from_array(plant, "plant"),
-    ])  # fmt: skip
-    graph.node.extend([
-        helper.make_node("Mul", ["raw_output", "plant_factor"], ["scaled_output"]),
-        helper.make_node("Add", ["scaled_output", "plant"], ["output"]),
-    ])  # fmt: skip
-    tmp = path.with_suffix(".tmp")
-    onnx.save(model, os.fspath(tmp))
-    tmp.replace(path)
-    return path
+    path = CACHE / f"yolox_l_video_planted_{count}.onnx"
+    return planted_onnx(raw, plant(np.array(boxes), ratio), path)
 
 
 # ---------------------------------------------------------------------------- contenders
@@ -278,18 +242,10 @@ def in_child(run: str, video: Path, det: Path, pose: Path) -> dict:
 # ---------------------------------------------------------------------------- report
 
 
-def machine_line() -> str:
+def onnxruntime_version() -> str:
     import onnxruntime
 
-    cpu = platform.processor() or "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return (
-        f"{cpu}, {cpu_threads()} usable cores, Python {platform.python_version()}, "
-        f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}"
-    )
+    return onnxruntime.__version__
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -362,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(notes))
     after = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
-        f"Machine: {machine_line()}. {args.rounds} rounds of {args.short:g} s clips (first "
+        f"Machine: {machine_line(onnxruntime=onnxruntime_version(), numpy=np.__version__)}. {args.rounds} rounds of {args.short:g} s clips (first "
         f"{WARMUP} frames untimed), ratios are medians of per-round ratios; the whole-video row "
         f"is one run. Load average before: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}; "
         f"after: {after}."
