@@ -132,7 +132,7 @@ class OnnxModel:
         self.output_shapes = [_dims(o.shape) for o in self.session.get_outputs()]
         self.dynamic_size = len(self.input_shape) == 4 and self.input_shape[2:] == (None, None)
         # Dynamic-size exports (`export_onnx(dynamic_size=True)`) record the size they were made for.
-        self._nominal_size = _size_text(
+        self._nominal_size = parse_size(
             self.session.get_modelmeta().custom_metadata_map.get("input_size")
         )
 
@@ -161,8 +161,8 @@ class OnnxModel:
         return f"OnnxModel({self.name!r}, input={self.input_shape}, provider={self.provider})"
 
 
-def _size_text(text: str | None) -> tuple[int, int] | None:
-    """(h, w) from "HxW" metadata, or None."""
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """(h, w) from the "HxW" `input_size` metadata our exports carry, or None."""
     height, _, width = (text or "").partition("x")
     return (int(height), int(width)) if height.isdigit() and width.isdigit() else None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..runtime import parse_size
 from .arch import ConversionError, NetConfig
 from .checkpoint import infer_config, load_weights, read_state_dict, save_safetensors
 from .export import export_onnx
@@ -74,14 +75,11 @@ def _load(path: Path, arch: str | None, input_size: tuple[int, int] | None, bran
     if suffix not in CHECKPOINT_SUFFIXES:
         raise ConversionError("unknown model file type; expected .onnx, .pth, .pt or .safetensors")
     state, metadata = read_state_dict(path, branch)
-    config = infer_config(state, arch or metadata.get("arch"), input_size or _size(metadata))
+    config = infer_config(
+        state, arch or metadata.get("arch"), input_size or parse_size(metadata.get("input_size"))
+    )
     module = load_weights(config.build_meta(), state).eval()
     return Net(module, config, path)
-
-
-def _size(metadata: dict[str, str]) -> tuple[int, int] | None:
-    text = metadata.get("input_size")
-    return tuple(int(d) for d in text.split("x")) if text else None
 
 
 def save_net(net: Net, path: str | os.PathLike, dynamic_size: bool = False) -> Path:

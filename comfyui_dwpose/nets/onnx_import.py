@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..runtime import parse_size
 from .arch import ConversionError, NetConfig, candidates, choose, shape_text
 from .checkpoint import load_weights
 
@@ -417,9 +418,7 @@ def _static_input_size(proto) -> tuple[int, int] | None:
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     if len(dims) == 4 and dims[2] > 0 and dims[3] > 0:
         return dims[2], dims[3]
-    text = {p.key: p.value for p in proto.metadata_props}.get("input_size", "")
-    height, _, width = text.partition("x")
-    return (int(height), int(width)) if height.isdigit() and width.isdigit() else None
+    return parse_size({p.key: p.value for p in proto.metadata_props}.get("input_size"))
 
 
 def verify(
