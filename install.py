@@ -18,7 +18,7 @@ from importlib import metadata
 # Each family: how to recognise its builds, and what to install when none is present.
 # OpenCV stays at 4.12 or older: 4.13 clips thick lines at the canvas border differently
 # and 5.0 interpolates crops differently (keypoints move by a pixel); either breaks the
-# pixel-exact upstream maps (measured on ../shared/golden: 4.10-4.12 exact).
+# pixel-exact upstream maps (measured on tests/data/golden: 4.10-4.12 exact).
 EXACT_OPENCV = (4, 13)  # first version whose maps differ
 FAMILIES = {
     "onnxruntime": (

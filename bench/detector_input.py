@@ -45,7 +45,7 @@ from comfyui_dwpose.images import load_image  # noqa: E402
 from comfyui_dwpose.runtime import OnnxModel, cpu_threads  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
-IMAGES = ROOT.parent / "shared" / "data" / "mmpose_testdata" / "coco"
+IMAGES = ROOT / "tests" / "data" / "coco"
 SHAPES = {  # (height, width) of the timed frames
     "16:9 (1280x720)": (720, 1280),
     "21:9 (2560x1080)": (1080, 2560),

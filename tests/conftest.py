@@ -1,7 +1,7 @@
-"""Shared fixtures: the team's reference data (../shared) and stand-in models.
+"""Shared fixtures: the reference data in tests/data and stand-in models.
 
 Real DWPose weights are not reachable here. The golden references were made upstream
-with stand-in models of the official signatures (../shared/golden/README.md); other tests
+with stand-in models of the official signatures (tests/data/golden/README.md); other tests
 export the official architectures with seeded weights from comfyui_dwpose.nets.
 """
 
@@ -15,29 +15,26 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DWPOSE_SHARED_DIR", ROOT.parent / "shared"))
+DATA = ROOT / "tests" / "data"
 IMAGE_IDS = ("000000000785", "000000040083", "000000196141", "000000197388")
 HF_COMMIT = "5e1c3f7a9b2d4c6e8f0a1b3c5d7e9f1a2b4c6d8e"
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    if not (SHARED / "golden" / "README.md").is_file():
-        pytest.fail(
-            f"the team's shared reference data is missing at {SHARED}: check out the project "
-            "beside its shared/ folder, or set DWPOSE_SHARED_DIR"
-        )
-    return SHARED
+def golden() -> Path:
+    """Upstream DWPose outputs on stand-in models (tests/data/golden/README.md)."""
+    return DATA / "golden"
 
 
 @pytest.fixture(scope="session")
-def golden(shared: Path) -> Path:
-    return shared / "golden"
+def openmmlab() -> Path:
+    """Seeded official OpenMMLab nets: state dicts and outputs (tests/data/openmmlab/README.md)."""
+    return DATA / "openmmlab"
 
 
 @pytest.fixture(scope="session")
-def coco_images(shared: Path) -> dict[str, Path]:
-    return {i: shared / "data" / "mmpose_testdata" / "coco" / f"{i}.jpg" for i in IMAGE_IDS}
+def coco_images() -> dict[str, Path]:
+    return {i: DATA / "coco" / f"{i}.jpg" for i in IMAGE_IDS}
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """PyTorch checkpoints and safetensors: trainer layouts, safe loading, architecture inference.
 
 The layouts are built here from the reference state dicts (seeded OpenMMLab weights,
-../shared/reference/openmmlab) the way mmengine, mmcv 1.x and DWPose's distiller write
+tests/data/openmmlab) the way mmengine, mmcv 1.x and DWPose's distiller write
 them; nothing in them is real training output.
 """
 
@@ -26,8 +26,8 @@ from comfyui_dwpose.nets.checkpoint import (
 
 
 @pytest.fixture(scope="module")
-def reference(shared):
-    folder = shared / "reference" / "openmmlab"
+def reference(openmmlab):
+    folder = openmmlab
     return {
         arch: (torch.load(folder / f"{arch}.pt", weights_only=True), dict(np.load(folder / f"{arch}.npz")))
         for arch in ("rtmpose-t-wb-256", "yolox-nano")

@@ -1,6 +1,6 @@
 """`dwpose convert`: checkpoints and official ONNX files into .onnx or .safetensors.
 
-Inputs are the seeded reference weights (../shared/reference/openmmlab) in the layouts
+Inputs are the seeded reference weights (tests/data/openmmlab) in the layouts
 users have: a trainer checkpoint, a plain state dict, an ONNX export.
 """
 
@@ -17,8 +17,8 @@ from comfyui_dwpose.nets import NetConfig, export_onnx, load_net
 
 
 @pytest.fixture(scope="module")
-def reference(shared):
-    return shared / "reference" / "openmmlab"
+def reference(openmmlab):
+    return openmmlab
 
 
 def run_onnx(path, x: np.ndarray) -> list[np.ndarray]:

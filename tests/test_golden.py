@@ -1,4 +1,4 @@
-"""The whole pipeline against upstream's reference outputs (../shared/golden/README.md).
+"""The whole pipeline against upstream's reference outputs (tests/data/golden/README.md).
 
 Boxes, keypoints and scores must equal upstream's to the bit; maps pixel for pixel.
 """

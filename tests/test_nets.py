@@ -1,6 +1,6 @@
 """The network definitions against the official OpenMMLab builds.
 
-Reference data (``../shared/reference/openmmlab``, or ``$DWPOSE_OPENMMLAB_REFERENCE``):
+Reference data (``tests/data/openmmlab``):
 key lists of every official size, and seeded random-weight state dicts with their
 outputs for RTMPose-t and YOLOX-nano, made with mmpose 1.3.2 / mmdet 3.3.0. The weights
 are stand-ins, so these tests prove architecture and numerics, not accuracy.
@@ -8,7 +8,6 @@ are stand-ins, so these tests prove architecture and numerics, not accuracy.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,7 @@ import torch
 
 from comfyui_dwpose.nets import build_model, export_onnx, get_spec, list_models
 
-REF = Path(
-    os.environ.get(
-        "DWPOSE_OPENMMLAB_REFERENCE",
-        Path(__file__).resolve().parents[2] / "shared" / "reference" / "openmmlab",
-    )
-)
+REF = Path(__file__).resolve().parent / "data" / "openmmlab"
 REL_TOL = 1e-4
 
 # name, input size (H, W), reference key list, official parameter count

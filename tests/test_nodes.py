@@ -4,7 +4,7 @@ ComfyUI is not installed here, so this also proves that the pack imports and its
 run without it (no progress bar, no interrupt checks, its own models folder). The only
 stand-in for a ComfyUI module is a top-level `nodes` (ComfyUI owns that name) that fails
 on use, present while the pack loads so that an absolute import would be caught. The
-models are the golden stand-ins (../shared/golden/README.md), not real DWPose weights.
+models are the golden stand-ins (tests/data/golden/README.md), not real DWPose weights.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import importlib.util
 import inspect
 import json
 import math
-import os
 import shutil
 import sys
 import types
@@ -26,7 +25,7 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DWPOSE_SHARED_DIR", ROOT.parent / "shared"))
+DATA = ROOT / "tests" / "data"
 GOLDEN_IDS = ("000000000785", "000000040083", "000000196141", "000000197388")
 IMAGE_ID = GOLDEN_IDS[0]
 OPENPOSE_PARTS = {  # key: points
@@ -66,15 +65,6 @@ CONTROLNET_AUX_KEYS = {
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
 
-def shared_dir() -> Path:
-    if not (SHARED / "golden" / "README.md").is_file():
-        pytest.fail(
-            f"the team's shared reference data is missing at {SHARED}: check out the project "
-            "beside its shared/ folder, or set DWPOSE_SHARED_DIR"
-        )
-    return SHARED
-
-
 def load_custom_node(folder: Path) -> types.ModuleType:
     """As ComfyUI's nodes.load_custom_node: a module spec from the folder's __init__.py,
     named after the folder's path (dots replaced), registered before it runs."""
@@ -101,7 +91,7 @@ def taken(name: str) -> types.ModuleType:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Offline, with the stand-in models in a models folder of their own ($DWPOSE_MODELS_DIR)."""
-    golden = shared_dir() / "golden"
+    golden = DATA / "golden"
     models = tmp_path_factory.mktemp("dwpose_models")
     for name in ("det.onnx", "pose.onnx"):
         shutil.copy(golden / "models" / name, models / name)
@@ -132,7 +122,7 @@ def nodes(pack):
 @pytest.fixture(scope="module")
 def frames(env) -> np.ndarray:
     """Two video frames of the same size: a COCO image and its mirror image (uint8 RGB)."""
-    image = np.asarray(Image.open(SHARED / "data/mmpose_testdata/coco" / f"{IMAGE_ID}.jpg"))
+    image = np.asarray(Image.open(DATA / "coco" / f"{IMAGE_ID}.jpg"))
     return np.stack([image, np.ascontiguousarray(image[:, ::-1])])
 
 

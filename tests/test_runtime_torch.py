@@ -1,6 +1,6 @@
 """The torch backend: same numbers as onnxruntime, devices, precision, backend choice.
 
-Models: the seeded reference weights (../shared/reference/openmmlab: RTMPose-t, YOLOX-nano)
+Models: the seeded reference weights (tests/data/openmmlab: RTMPose-t, YOLOX-nano)
 and their ONNX exports. No GPU here: the GPU paths are checked on a lent machine (see the
 report of issue 3); on the CPU, bfloat16 and float16 are emulated.
 """
@@ -30,11 +30,11 @@ SAME = 1e-4  # relative to the output's magnitude
 
 
 @pytest.fixture(scope="module")
-def models(shared, tmp_path_factory):
+def models(openmmlab, tmp_path_factory):
     """The reference weights as .pt files and as ONNX (detector at its published 416x416,
     with a fixed batch of 1 like yolox_l.onnx)."""
     folder = tmp_path_factory.mktemp("torch_models")
-    ref = shared / "reference" / "openmmlab"
+    ref = openmmlab
     pose_pt, det_pt = ref / "rtmpose-t-wb-256.pt", ref / "yolox-nano.pt"
     return {
         "pose_pt": pose_pt,

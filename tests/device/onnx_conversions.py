@@ -4,7 +4,7 @@ onnxruntime), then the converted module against the original one.
 
 Too slow for the test suite (minutes on two cores; tests/test_onnx_import.py covers the
 small sizes). Run from the repository root: python tests/device/onnx_conversions.py
-Weights: seeded, BatchNorm statistics at random as ../shared/reference/openmmlab draws them.
+Weights: seeded, BatchNorm statistics at random as tests/data/openmmlab/README.md describes.
 """
 
 import tempfile

@@ -2,7 +2,7 @@
 
 Run on a GPU machine from the repository root (not collected by pytest):
     OUT=out python tests/device/torch_gpu_check.py      # DRY=1: a CPU rehearsal, small models
-Images: $DWPOSE_IMAGES (default ../shared/data/mmpose_testdata/coco). Stand-in weights:
+Images: $DWPOSE_IMAGES (default tests/data/coco). Stand-in weights:
 seeded, BatchNorm calibrated on image crops. Such nets amplify any rounding (see
 torch_gpu_precision.py, which measures that), so read the precision section with it.
 """
@@ -20,7 +20,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = Path(os.environ.get("OUT", HERE / "out"))
 IMAGES = Path(
-    os.environ.get("DWPOSE_IMAGES", ROOT.parent / "shared" / "data" / "mmpose_testdata" / "coco")
+    os.environ.get("DWPOSE_IMAGES", ROOT / "tests" / "data" / "coco")
 )
 
 import numpy as np  # noqa: E402

@@ -44,7 +44,7 @@ def set_tf32(on: bool):
 
 
 def reference_style(model, seed):
-    """Random weights as ../shared/reference/openmmlab draws them: BN statistics at random."""
+    """Random weights as tests/data/openmmlab/README.md describes: BN statistics at random."""
     g = torch.Generator().manual_seed(seed)
 
     def draw(t, kind, a, b):
@@ -138,7 +138,7 @@ def main():
     torch.manual_seed(0)
     pose, det = POSE.build(), DET.build()
     evaluate(
-        "reference-style random weights (as ../shared/reference)",
+        "reference-style random weights (as tests/data/openmmlab)",
         reference_style(copy.deepcopy(pose), 0),
         reference_style(copy.deepcopy(det), 1),
         pose_x,
