@@ -298,3 +298,120 @@ def test_bad_options_and_inputs_say_what_is_wrong():
     with pytest.raises(TypeError, match="reference must be a PoseFrame"):
         retarget(frames, np.zeros((512, 512, 3)))
     assert retarget([], reference_frame()) == []
+
+
+# -------------------------------------------------------------- CLI and preprocessor
+
+
+def test_cli_retargets_onto_a_json_or_an_image_reference(tmp_path, coco_images, standins):
+    import json
+
+    from PIL import Image
+
+    from comfyui_dwpose import DWPose, DWPosePreprocessor, render_pose, to_pose_keypoint
+    from comfyui_dwpose.cli import main
+    from comfyui_dwpose.images import load_image
+    from comfyui_dwpose.render import map_size
+    from comfyui_dwpose.result import from_pose_keypoint, save_json
+
+    frames = frames_of(dance(ADULT, 6))
+    save_json(to_pose_keypoint(frames), tmp_path / "dance.json")
+    save_json(to_pose_keypoint(reference_frame()), tmp_path / "child.json")
+    code = main([
+        "retarget", str(tmp_path / "dance.json"), "--reference", str(tmp_path / "child.json"),
+        "-o", str(tmp_path / "out.json"), "--anchor", "hips", "--render", str(tmp_path / "maps"),
+        "--resolution", "256", "--feet",
+    ])  # fmt: skip
+    assert code == 0
+    got = from_pose_keypoint(json.loads((tmp_path / "out.json").read_text()))
+    expected = retarget(frames, reference_frame(), anchor="hips")
+    assert [(f.width, f.height) for f in got] == [(512, 512)] * 6
+    assert all(np.allclose(g.keypoints, e.keypoints) for g, e in zip(got, expected))
+    maps = sorted((tmp_path / "maps").iterdir())
+    assert [m.name for m in maps] == [f"out_{i:05d}.png" for i in range(6)]
+    assert np.array_equal(
+        np.asarray(Image.open(maps[2])), render_pose(got[2], *map_size(512, 512, 256), feet=True)
+    )
+    # An image reference goes through DWPose first (here the golden stand-in models).
+    image = coco_images["000000000785"]
+    models = ["--detector", str(standins["det"]), "--pose-model", str(standins["pose"])]
+    code = main([
+        "retarget", str(tmp_path / "dance.json"), "--reference", str(image), "-o",
+        str(tmp_path / "on_image.json"), *models,
+    ])  # fmt: skip
+    assert code == 0
+    got = from_pose_keypoint(json.loads((tmp_path / "on_image.json").read_text()))
+    found = DWPose(standins["det"], standins["pose"])(load_image(image))
+    expected = retarget(frames, found)
+    assert (got[0].width, got[0].height) == (640, 425)
+    assert all(np.allclose(g.keypoints, e.keypoints) for g, e in zip(got, expected))
+
+    # The preprocessor draws the retargeted poses on the reference's canvas.
+    pre = DWPosePreprocessor(standins["det"], standins["pose"], reference=load_image(image))
+    assert np.array_equal(pre.reference.keypoints, found.keypoints)
+    driving = [load_image(coco_images[i]) for i in ("000000040083", "000000196141")]
+    maps, poses = pre(driving, image_resolution=64, output_type="np", return_keypoints=True)
+    expected = retarget(DWPose(standins["det"], standins["pose"])(driving), found)
+    assert maps.shape == (2, 64, 96, 3)  # 640x425 -> 96x64, whatever the driving images' shape
+    for pose, want, control in zip(poses, expected, maps):
+        assert np.array_equal(pose.keypoints, want.keypoints)
+        assert np.array_equal(np.rint(control * 255).astype(np.uint8), render_pose(pose, 96, 64))
+    frame_reference = DWPosePreprocessor(standins["det"], standins["pose"], reference=found)
+    assert frame_reference.reference is found
+
+
+def test_cli_errors_say_what_is_wrong(tmp_path, capsys):
+    from comfyui_dwpose import to_pose_keypoint
+    from comfyui_dwpose.cli import main
+    from comfyui_dwpose.result import save_json
+
+    save_json(to_pose_keypoint(frames_of(dance(ADULT, 3))), tmp_path / "dance.json")
+    save_json(to_pose_keypoint(reference_frame()), tmp_path / "child.json")
+    save_json(to_pose_keypoint(frame_of([])), tmp_path / "empty.json")
+    (tmp_path / "broken.json").write_text('[{"people": ')
+    out = str(tmp_path / "out.json")
+    assert (
+        main(
+            [
+                "retarget",
+                str(tmp_path / "broken.json"),
+                "--reference",
+                str(tmp_path / "child.json"),
+                "-o",
+                out,
+            ]
+        )
+        == 1
+    )
+    assert "cannot read POSE_KEYPOINT JSON" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "retarget",
+                str(tmp_path / "dance.json"),
+                "--reference",
+                str(tmp_path / "empty.json"),
+                "-o",
+                out,
+            ]
+        )
+        == 1
+    )
+    assert "nobody found in the reference" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "retarget",
+                str(tmp_path / "dance.json"),
+                "--reference",
+                str(tmp_path / "child.json"),
+                "-o",
+                out,
+                "--person",
+                "3",
+            ]
+        )
+        == 2
+    )
+    assert "needs tracked frames" in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()
