@@ -37,6 +37,7 @@ from .skeleton import (
     BODY_POINTS,
     BONE_INTO,
     BONES,
+    FEET,
     FOOT_POINTS,
     HANDS,
     LCA,
@@ -57,7 +58,6 @@ ROOT_ORDER = np.array(
     [NECK, 5, 6, 11, 12, *[k for level in LEVELS[1:] for k in level if k not in (5, 6, 11, 12)]]
 )
 HIPS = np.array([schema.LEFT_HIP, schema.RIGHT_HIP])
-FEET = (np.array([15, 17, 18, 19]), np.array([16, 20, 21, 22]))  # ankle, toes, heel
 FOREARM = BONES.index((7, 9))
 HEAD_BONES = [BONES.index(b) for b in ((0, 1), (0, 2), (1, 3), (2, 4))]
 HEIGHT_BONES = [BONES.index(b) for b in ((NECK, 11), (11, 13), (13, 15))]  # neck to ankle
@@ -229,9 +229,7 @@ class _Scales:
         for level in LEVELS[1:]:
             cum_w[level] = cum_w[PARENT[level]] + weight[level]
             cum_rw[level] = cum_rw[PARENT[level]] + weight[level] * edge[level]
-        height = drv.bones[HEIGHT_BONES].sum()
-        softness = GROUND_SOFTNESS * height if np.isfinite(height) else 1.0
-        return cls(edge, cum_w, cum_rw, float(body), float(softness))
+        return cls(edge, cum_w, cum_rw, float(body), _softness(drv))
 
     def path_ratio(self, a: np.ndarray, k: np.ndarray) -> np.ndarray:
         """The ratio for the vectors from points a to points k along the tree: their edges'
@@ -254,8 +252,7 @@ class _Body:
         samples = SizeSamples()
         samples.add(self.points, self.seen)
         self.proportions = samples.proportions()
-        height = self.proportions.bones[HEIGHT_BONES].sum()
-        self.softness = GROUND_SOFTNESS * height if np.isfinite(height) else 1.0
+        self.softness = _softness(self.proportions)
 
     def shows_feet(self) -> bool:
         return bool(self.seen[FOOT_POINTS].any())
@@ -393,6 +390,12 @@ def _stance(
 def _on_feet(values: np.ndarray, stance: list[tuple[np.ndarray, float]]) -> np.ndarray:
     """The weighted mean over the feet of each foot's mean of `values`."""
     return sum(weight * values[foot].mean(axis=0) for foot, weight in stance)
+
+
+def _softness(proportions: Proportions) -> float:
+    """GROUND_SOFTNESS in this person's pixels (1 px when its legs were never seen)."""
+    height = proportions.bones[HEIGHT_BONES].sum()
+    return float(GROUND_SOFTNESS * height) if np.isfinite(height) else 1.0
 
 
 def _lowest(y: np.ndarray, softness: float) -> np.ndarray:

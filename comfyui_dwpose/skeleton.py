@@ -40,7 +40,12 @@ def _coco(joint: int) -> int:
 BONES = tuple((_coco(a), _coco(b)) for a, b in schema.BODY_LIMBS + schema.FOOT_LIMBS)
 HANDS = (schema.LEFT_HAND, schema.RIGHT_HAND)
 WRISTS = (schema.LEFT_WRIST, schema.RIGHT_WRIST)
-FOOT_POINTS = np.array([15, 16, *range(schema.FEET.start, schema.FEET.stop)])  # ankles, feet
+# Each foot: its ankle, big toe, small toe and heel (left, right).
+FEET = tuple(
+    np.array([_coco(ankle), *range(schema.FEET.start + 3 * side, schema.FEET.start + 3 * side + 3)])
+    for side, ankle in enumerate((schema.OP18_L_ANKLE, schema.OP18_R_ANKLE))
+)
+FOOT_POINTS = np.concatenate(FEET)
 BODY_POINTS = np.array([*range(schema.FEET.stop), NECK])  # body and feet: what places a person
 
 
