@@ -252,6 +252,26 @@ def main() -> None:
             f"{turn:.1e} | {hand:.1f}% | {face:.1f}% | {feet:.2f} | "
             f"{np.mean(shaking):.3f} |"
         )
+    checks(ours("bones"), reference, dance_frames, steps, standing)
+
+
+def checks(method, reference, dance_frames, steps, standing) -> None:
+    """The worst cases behind tests/test_retarget.py's bounds, for ours with bones."""
+    out = method(dance_frames, reference)
+    _, worst, turn = limb_errors(out, dance_frames)
+    forearm = LIMBS.index((7, 9))
+    ratio = np.linalg.norm([limb_vectors(f)[forearm] for f in out], axis=-1) / np.linalg.norm(
+        [limb_vectors(f)[forearm] for f in dance_frames], axis=-1
+    )
+    palms = np.array([[palm_size(f, h) for h in HANDS] for f in out])
+    faces = np.array([face_size(f) for f in out])
+    print(
+        f"\nours, bones, worst over the clean dance: limb length {worst:.1e}%, direction "
+        f"{turn:.1e} deg, turning forearm's ratio spread {np.ptp(ratio) / ratio.min():.1e}, "
+        f"palm {100 * np.abs(palms / CHILD.hand - 1).max():.1e}%, "
+        f"face {100 * np.abs(faces / CHILD.face - 1).max():.1e}%; planted foot on the steps "
+        f"{slide(method(steps, reference), steps, standing):.4f} px"
+    )
 
 
 if __name__ == "__main__":
