@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,7 +83,9 @@ def evaluate(
         results = rescore_and_nms(results)
     if not results:
         raise EvaluationError("there are no predictions to evaluate")
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # results carry one instance score, not one per part (as mmpose writes them)
+        warnings.filterwarnings("ignore", "'.*_score' not found, use 'score' instead")
         try:
             gt = COCO(os.fspath(ann_file))
         except (OSError, ValueError, KeyError) as exc:
