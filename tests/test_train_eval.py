@@ -16,7 +16,6 @@ from comfyui_dwpose.cli import main
 from comfyui_dwpose.train import coco_eval
 from comfyui_dwpose.train.coco_eval import PARTS, STATS, evaluate, rescore_and_nms, whole_body
 
-pytest.importorskip("xtcocotools", reason="xtcocotools is installed by `make dev`")
 ANN = DATA / "coco" / "test_coco_wholebody.json"
 
 

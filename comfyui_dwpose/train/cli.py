@@ -79,6 +79,7 @@ def _add_train(commands) -> None:
             "--lr", type=float, help="peak learning rate at the preset's batch size"
         )
         parser.add_argument("--input-size", type=_size, metavar="HxW")
+        parser.add_argument("--warmup-iters", type=int, help="linear warm-up length (default 1000)")
         parser.add_argument(
             "--frozen-teacher", action="store_true", help="keep the teacher in eval mode"
         )
@@ -156,6 +157,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "input_size": args.input_size,
+        "warmup_iters": args.warmup_iters,
         "precision": args.precision,
         "seed": args.seed,
         "workers": args.workers,
