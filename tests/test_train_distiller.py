@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import DATA  # noqa: E402
+
 from comfyui_dwpose.train import Distiller, simcc_labels  # noqa: E402
 from comfyui_dwpose.train.distiller import deploy_state_dict  # noqa: E402
-
-from conftest import DATA  # noqa: E402
 
 KEYS = DATA / "openmmlab" / "keys"
 
@@ -48,7 +48,12 @@ def test_state_dict_is_mmpose_layout(teacher, student, size, stage, align):
     )
     if align:
         teacher_channels, student_channels = align  # a 1x1 conv from student to teacher
-        expected["distill_losses.loss_fea.align.weight"] = (teacher_channels, student_channels, 1, 1)
+        expected["distill_losses.loss_fea.align.weight"] = (
+            teacher_channels,
+            student_channels,
+            1,
+            1,
+        )
         expected["distill_losses.loss_fea.align.bias"] = (teacher_channels,)
     state = meta_distiller(teacher, student, size, stage).state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == expected

@@ -86,7 +86,9 @@ def test_oks_matches_the_formula():
     areas = np.array([900.0, 1600.0])
     d2 = ((points[1, :, :2] - points[0, :, :2]) ** 2).sum(axis=1)
     var = (coco_eval.SIGMAS * 2) ** 2
-    oks = np.mean([math.exp(-d2[k] / var[k] / ((900 + 1600) / 2 + np.spacing(1)) / 2) for k in range(133)])
+    oks = np.mean(
+        [math.exp(-d2[k] / var[k] / ((900 + 1600) / 2 + np.spacing(1)) / 2) for k in range(133)]
+    )
     thr_keep = oks + 1e-6  # just above: both kept; just below: the second is suppressed
     assert coco_eval.oks_nms(points, np.array([0.9, 0.8]), areas, thr_keep) == [0, 1]
     assert coco_eval.oks_nms(points, np.array([0.9, 0.8]), areas, oks - 1e-6) == [0]
@@ -101,7 +103,21 @@ def test_cli_writes_the_metrics(tmp_path, capsys):
     metrics = json.loads(out.read_text())
     assert metrics == evaluate(ANN, ground_truth_results(0.7))
     assert "wholebody" in capsys.readouterr().out
-    assert main(["eval", "--ann", str(ANN), "--predictions", str(predictions), "--out", str(out), "--rescore"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--ann",
+                str(ANN),
+                "--predictions",
+                str(predictions),
+                "--out",
+                str(out),
+                "--rescore",
+            ]
+        )
+        == 0
+    )
 
 
 def test_errors_are_explained(tmp_path, capsys, monkeypatch):

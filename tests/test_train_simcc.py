@@ -43,9 +43,7 @@ def test_centres_round_half_to_even(x, centre):
 
 def test_visibility_weights_and_misses():
     # W = H = 8 bins, sigma 1: the window [c-3, c+4] misses the grid when c-3 >= 8 or c+4 < 0.
-    points = np.array(
-        [[[1, 1], [1, 1], [1, 1], [-2, 1], [-2.5, 1], [5.5, 1], [5.25, 1], [1, 5.5]]]
-    )
+    points = np.array([[[1, 1], [1, 1], [1, 1], [-2, 1], [-2.5, 1], [5.5, 1], [5.25, 1], [1, 5.5]]])
     vis = np.array([[0.3, 0.7, 0.0, 1, 1, 1, 1, 0.2]])
     x, y, w = simcc_labels(points, vis, (4, 4), 1.0)
     # below 0.5: no label, weight = visibility (also for 0.2 far outside the crop)

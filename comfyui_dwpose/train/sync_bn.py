@@ -4,15 +4,30 @@ The released configs use SyncBN: every BatchNorm (the teacher's too) normalises 
 statistics of all GPUs' samples together, so the result does not depend on how the global
 batch is split. On CUDA that is torch's ``SyncBatchNorm``. torch's version refuses CPU
 tensors, so CPU process groups (gloo) get ``GlobalBatchNorm``: the same statistics through
-differentiable all-reduces (``torch.distributed.nn``), two passes for an exact variance.
+an all-reduce whose backward is an all-reduce, two passes for an exact variance.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn as dist_nn
 from torch import nn
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """Sum over processes; each process's input gradient is the sum of all output gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
 
 
 class GlobalBatchNorm(nn.BatchNorm2d):
@@ -24,9 +39,9 @@ class GlobalBatchNorm(nn.BatchNorm2d):
         dims = (0, 2, 3)
         count = torch.tensor(float(x.numel() // x.shape[1]), dtype=x.dtype, device=x.device)
         dist.all_reduce(count)
-        mean = dist_nn.all_reduce(x.sum(dims)) / count
+        mean = _SumOverProcesses.apply(x.sum(dims)) / count
         centred = x - mean[None, :, None, None]
-        var = dist_nn.all_reduce((centred * centred).sum(dims)) / count
+        var = _SumOverProcesses.apply((centred * centred).sum(dims)) / count
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             self.running_mean.lerp_(mean, self.momentum)
