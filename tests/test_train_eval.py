@@ -6,11 +6,12 @@ from __future__ import annotations
 import copy
 import json
 import math
+import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import DATA
+from conftest import DATA, ROOT
 
 from comfyui_dwpose.cli import main
 from comfyui_dwpose.train import coco_eval
@@ -135,3 +136,19 @@ def test_errors_are_explained(tmp_path, capsys, monkeypatch):
     bad.write_text(json.dumps(ground_truth_results()))
     assert main(["eval", "--ann", str(ANN), "--predictions", str(bad), "--out", str(out)]) == 2
     assert "--no-binary xtcocotools xtcocotools==1.14.3" in capsys.readouterr().err
+
+
+def test_help_works_without_torch_and_xtcocotools():
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['xtcocotools'] = None\n"
+        "from comfyui_dwpose.cli import main\n"
+        "for args in (['--help'], ['train', 'stage1', '--help'], ['eval', '--help'], ['export', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 0, args\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok") and "--preset" in done.stdout

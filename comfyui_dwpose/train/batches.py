@@ -5,10 +5,11 @@ with ``image`` (uint8 tensor [3,H,W], RGB, the warped crop), ``keypoints`` (floa
 [K,2], crop pixels), ``visible`` (float32 [K] in [0,1]) and, for evaluation, ``meta``.
 
 Order: every epoch is a permutation drawn from (seed, epoch); each step takes the next
-global batch, split across processes; a partial last batch is dropped. Augmentation: each
-sample is loaded with Python's, NumPy's and torch's global generators seeded from
-(seed, epoch, position in the epoch), so a sample is the same whatever the worker, the
-process count, or a resume in the middle of an epoch.
+global batch, split across processes; a partial last batch is dropped. Augmentation must
+not depend on the worker, the process count or a resume in the middle of an epoch: the
+datasets of ``train.data`` draw from generators seeded by (seed, epoch, index) after
+``set_epoch``; for any other dataset each sample is also loaded with Python's, NumPy's and
+torch's global generators seeded from (seed, epoch, position in the epoch).
 """
 
 from __future__ import annotations

@@ -56,7 +56,6 @@ def train(
     out_dir: str | Path,
     teacher_weights: dict[str, torch.Tensor] | None,
     student_weights: dict[str, torch.Tensor] | None = None,
-    mild_dataset: Sequence | None = None,
     iterations: int | None = None,
     checkpoint_every: int = 500,
     log_every: int = 10,
@@ -67,14 +66,15 @@ def train(
 
     ``teacher_weights``: the teacher's pose-model state dict (None only when resuming).
     ``student_weights``: optional start for the student (a whole pose model, or
-    ``backbone.*`` only, like mmpose's pretrained backbone). ``mild_dataset``: the same
-    samples with the milder augmentation of the last epochs. ``iterations`` stops early
+    ``backbone.*`` only, like mmpose's pretrained backbone). A dataset with ``set_epoch``
+    is told each epoch before its samples are drawn (its augmentation randomness and its
+    switch to the milder pipeline of the last epochs). ``iterations`` stops early
     (the schedule still spans ``config.epochs``).
     """
     out = Path(out_dir)
     world = setup(device)
     try:
-        return _Run(config, dataset, mild_dataset, out, world).run(
+        return _Run(config, dataset, out, world).run(
             teacher_weights, student_weights, iterations, checkpoint_every, log_every, progress
         )
     finally:
@@ -86,12 +86,9 @@ class _Run:
         self,
         config: TrainConfig,
         dataset: Sequence,
-        mild_dataset: Sequence | None,
         out: Path,
         world: World,
     ) -> None:
-        if mild_dataset is not None and len(mild_dataset) != len(dataset):
-            raise TrainingError("the mild-augmentation dataset must hold the same samples")
         self.steps = steps_per_epoch(len(dataset), config.batch_size)
         if self.steps == 0:
             raise TrainingError(
@@ -101,7 +98,7 @@ class _Run:
             raise TrainingError(
                 f"--batch-size {config.batch_size} must divide among {world.size} processes"
             )
-        self.config, self.dataset, self.mild_dataset = config, dataset, mild_dataset
+        self.config, self.dataset = config, dataset
         self.out, self.world = out, world
         self.local_batch = config.batch_size // world.size
         self.total = config.epochs * self.steps
@@ -184,8 +181,9 @@ class _Run:
 
     def _loader(self, epoch: int, position: int) -> torch.utils.data.DataLoader:
         config = self.config
-        mild = self.mild_dataset is not None and epoch >= config.mild_epoch
-        data = self.mild_dataset if mild else self.dataset
+        data = self.dataset
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(epoch)
         sampler = EpochBatches(
             len(data),
             config.batch_size,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+MILD_EPOCHS = 30
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -37,8 +39,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     ema_momentum: float = 2e-4
     clip_grad: float = 1.0
-    mild_epochs: int = 30  # the last N epochs of the 270-epoch schedule use milder augmentation
-    mild_from: int | None = None  # epoch; None: epochs - mild_epochs
+    # The dataset's milder augmentation starts here (the last 30 of 270 epochs); None:
+    # epochs - 30. The dataset does the switch (its ``set_epoch``).
+    mild_from: int | None = None
     frozen_teacher: bool = False
     seed: int = 21
     precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; losses in float32)
@@ -55,7 +58,7 @@ class TrainConfig:
 
     @property
     def mild_epoch(self) -> int:
-        return self.epochs - self.mild_epochs if self.mild_from is None else self.mild_from
+        return self.epochs - MILD_EPOCHS if self.mild_from is None else self.mild_from
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
