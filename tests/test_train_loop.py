@@ -256,10 +256,33 @@ def run_cli(args, **kwargs):
     )
 
 
-def test_resume_after_a_kill_is_bit_for_bit(tmp_path):
+def torchrun(args):
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([*launcher, "-m", "comfyui_dwpose.cli", *args], cwd=ROOT, env=env)
+
+
+def load_checkpoint(folder) -> dict:
+    return torch.load(folder / "last.pt", weights_only=True)
+
+
+def test_resume_after_a_kill_and_two_processes(tmp_path):
+    """One run of 4 iterations is the reference for both: a run killed (SIGKILL) after
+    its first checkpoints and resumed must end bit for bit equal; 2 processes with the
+    same global batch must give its loss curve (float tolerance). The learning rate is the
+    released one (4e-3 at batch 512, so 3e-5 at 4): at much larger rates Adam's first steps
+    turn float-level differences of near-zero gradients into +-lr weight moves."""
     teacher_file = seeded_teacher(tmp_path / "teacher.safetensors")
-    whole = run_cli(cli_train(tmp_path / "whole", teacher_file, "--iterations", "4"))
-    killed = run_cli(cli_train(tmp_path / "killed", teacher_file, "--iterations", "4"))
+    common = ("--iterations", "4")
+    whole = run_cli(cli_train(tmp_path / "whole", teacher_file, *common, lr="4e-3"))
+    killed = run_cli(cli_train(tmp_path / "killed", teacher_file, *common, lr="4e-3"))
     metrics = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and killed.poll() is None:
@@ -269,60 +292,41 @@ def test_resume_after_a_kill_is_bit_for_bit(tmp_path):
     killed.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL
     assert not (tmp_path / "killed" / "model.safetensors").exists()
-    at_kill = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
+    at_kill = load_checkpoint(tmp_path / "killed")
     assert 1 <= at_kill["meta"]["iteration"] < 4
-    assert run_cli(cli_train(tmp_path / "killed", teacher_file, "--iterations", "4")).wait() == 0
-    assert whole.wait() == 0
-    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
+    resumed = run_cli(cli_train(tmp_path / "killed", teacher_file, *common, lr="4e-3"))
+    two = torchrun(cli_train(tmp_path / "two", teacher_file, *common, lr="4e-3"))
+    assert whole.wait() == 0 and resumed.wait() == 0 and two.wait() == 0
+
+    a, b = load_checkpoint(tmp_path / "whole"), load_checkpoint(tmp_path / "killed")
     for part in ("state_dict", "ema_state_dict"):
         assert a[part].keys() == b[part].keys()
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
-    start = (
-        torch.load(teacher_file.parent / "teacher.safetensors", weights_only=False)
-        if False
-        else None
-    )
-    assert start is None
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     for key, state in a["optimizer"]["state"].items():
         assert torch.equal(state["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
-    ma, mb = (
-        load_file(tmp_path / "whole" / "model.safetensors"),
-        load_file(tmp_path / "killed" / "model.safetensors"),
-    )
-    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+        assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][key]["exp_avg_sq"])
+    # the weights moved after the resumed checkpoint: the comparison is not vacuous
+    name = "module.student.head.cls_x.weight"
+    assert not torch.equal(a["ema_state_dict"][name], at_kill["ema_state_dict"][name])
+    model_a = load_file(tmp_path / "whole" / "model.safetensors")
+    model_b = load_file(tmp_path / "killed" / "model.safetensors")
+    assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)
     log_a, log_b = read_log(tmp_path / "whole"), read_log(tmp_path / "killed")
     for record in log_a + log_b:
         del record["time"]
     assert log_a == log_b and len(log_a) == 4
 
-
-def test_two_processes_match_one(tmp_path):
-    teacher_file = seeded_teacher(tmp_path / "teacher.safetensors")
-    # The released learning rate (4e-3 at 512, so 3e-5 at 4): at large rates Adam's first
-    # steps turn float-level differences of near-zero gradients into +-lr weight moves.
-    one = run_cli(cli_train(tmp_path / "one", teacher_file, "--iterations", "3", lr="4e-3"))
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.Popen(
-        [*torchrun, "-m", "comfyui_dwpose.cli", *cli_train(tmp_path / "two", teacher_file, "--iterations", "3", lr="4e-3")],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    assert one.wait() == 0 and two.wait() == 0
-
-    a, b = read_log(tmp_path / "one"), read_log(tmp_path / "two")
-    assert len(a) == len(b) == 3
-    for x, y in zip(a, b):
+    log_two = read_log(tmp_path / "two")
+    assert len(log_two) == 4
+    for x, y in zip(log_a, log_two):
         for key in ("loss", "loss_kpt", "loss_fea", "loss_logit", "lr", "grad_norm"):
             assert y[key] == pytest.approx(x[key], rel=1e-4), (x["iteration"], key)
-    wa = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["state_dict"]
-    wb = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["state_dict"]
-    assert max((wa[k] - wb[k]).abs().max().item() for k in wa if wa[k].is_floating_point()) < 1e-3
+    assert log_a[-1]["loss"] < 0.8 * log_a[0]["loss"]  # it trains
+    weights_two = load_checkpoint(tmp_path / "two")["state_dict"]
+    difference = max(
+        (a["state_dict"][k] - v).abs().max().item()
+        for k, v in weights_two.items()
+        if v.is_floating_point()
+    )
+    assert difference < 1e-4
