@@ -330,3 +330,46 @@ def test_resume_after_a_kill_and_two_processes(tmp_path):
         if v.is_floating_point()
     )
     assert difference < 1e-4
+
+
+class RowModel(torch.nn.Module):
+    """simcc_x[n, k, b] = (k + 1) * (first row of the red plane)[b // 2]; simcc_y constant."""
+
+    def forward(self, x):
+        row = x[:, 0, 0, :].repeat_interleave(2, dim=-1)  # [N, 2W]
+        k = torch.arange(1, 134, dtype=x.dtype)[None, :, None]
+        return row[:, None, :] * k, torch.ones(x.shape[0], 133, 2 * x.shape[2]) * k
+
+
+def test_flip_test_reverses_bins_swaps_sides_and_averages():
+    from comfyui_dwpose.schema import FLIP_INDICES
+    from comfyui_dwpose.train.predict import predict
+
+    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    image[0, 0, 5] = 255  # a bright pixel at x = 5 in the first row
+    sample = {"image": image, "meta": {"image_id": 1, "center": [16, 16], "scale": [32, 32]}}
+    plain, flipped = (
+        predict(RowModel(), [sample], (32, 32), flip_test=f, device="cpu", progress=False)[0]
+        for f in (False, True)
+    )
+    points = coco_eval_points(plain)
+    assert (points[:, 0] == 5).all()  # argmax bin 10 -> x = 5 (crop = image here)
+    flipped_points = coco_eval_points(flipped)
+    # reversing the flipped run's bins maps x = 5 back to bins 10/11: same location; the
+    # score averages keypoint k's and its mirror's scales
+    assert (flipped_points[:, 0] == 5).all()
+    row_max = (255 - 123.675) / 58.395
+    expected = [
+        min(row_max * (k + 1 + FLIP_INDICES[k] + 1) / 2, (k + 1 + FLIP_INDICES[k] + 1) / 2)
+        for k in range(133)
+    ]
+    np.testing.assert_allclose(flipped_points[:, 2], expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        points[:, 2], [min(row_max * (k + 1), k + 1) for k in range(133)], rtol=1e-6
+    )
+
+
+def coco_eval_points(result):
+    from comfyui_dwpose.train.coco_eval import whole_body
+
+    return whole_body(result)
