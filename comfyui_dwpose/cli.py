@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import cli_video, hub
+from . import cli_retarget, cli_video, hub
 from .images import ImageError, load_image, save_image
 from .render import BODY_STICK_WIDTH, map_size, render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame, load_json, save_json, to_pose_keypoint
@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_drawing(render)
     render.set_defaults(run=_run_render)
+    cli_retarget.add_parser(commands)
 
     convert = commands.add_parser(
         "convert",

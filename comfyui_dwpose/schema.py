@@ -18,6 +18,14 @@ RIGHT_HAND = slice(112, 133)
 NECK = -1
 OPENPOSE18_FROM_COCO = (0, NECK, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
 LEFT_SHOULDER, RIGHT_SHOULDER = 5, 6
+LEFT_WRIST, RIGHT_WRIST = 9, 10
+LEFT_HIP, RIGHT_HIP = 11, 12
+NOSE = 0
+# Left/right counterparts among the body and foot points (COCO-WholeBody's flip pairs).
+MIRROR_PAIRS = (
+    (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16),
+    (17, 20), (18, 21), (19, 22),
+)  # fmt: skip
 OP18_R_EYE, OP18_L_EYE = 14, 15
 OP18_R_ANKLE, OP18_L_ANKLE = 10, 13
 
@@ -40,6 +48,7 @@ HAND_EDGES = tuple(
     for finger in range(5)
     for step in range(4)
 )
+HAND_MCPS = (5, 9, 13, 17)  # hand-local knuckles of the four fingers: the palm's extent
 HAND_POINT_COLOR = (0, 0, 255)
 FACE_POINT_COLOR = (255, 255, 255)
 
