@@ -127,7 +127,7 @@ def tiny(stage: int):
         input_size=SIZE,
         batch_size=4,
         lr=0.5,
-        warmup_iters=1,
+        warmup_iters=2,
         epochs=2,
         workers=0,
     )
@@ -150,6 +150,8 @@ def test_stage1_stage2_eval_export_end_to_end(tmp_path, capsys):
         json.loads(line) for line in (tmp_path / "s1" / "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["iteration"] for r in log] == [1, 2]
+    peak = 0.5 * 4 / 512  # lr 0.5 at the preset's batch 512, scaled to 4
+    assert [r["lr"] for r in log] == pytest.approx([peak * 1e-5, peak], rel=1e-12)
     assert all(
         {"loss_kpt", "loss_fea", "loss_logit", "loss", "lr", "grad_norm"} <= set(r) for r in log
     )

@@ -156,11 +156,12 @@ class _Run:
                 epoch, position = divmod(iteration, self.steps)
                 distiller.train()
                 for batch in self._loader(epoch, position):
+                    lr = optimizer.param_groups[0]["lr"]  # this iteration's
                     values = self._step(model, batch, epoch, optimizer, scaler, trainable)
                     scheduler.step()
                     ema.update(distiller)
                     iteration += 1
-                    values["lr"] = optimizer.param_groups[0]["lr"]
+                    values["lr"] = lr
                     log.step(iteration, epoch, values, log_every)
                     if (
                         iteration % checkpoint_every == 0
