@@ -51,3 +51,27 @@ FOOT_LIMBS = (
     (OP18_R_ANKLE, 21), (21, 22), (OP18_R_ANKLE, 23),
 )  # fmt: skip
 FOOT_COLORS = ((0, 0, 255),) * 3 + ((0, 255, 255),) * 3
+
+# Mirror symmetry, for flip augmentation and flip test: after a horizontal flip, point i
+# takes the label FLIP_INDICES[i] (COCO-WholeBody's left/right pairs over all 133 points).
+_FACE_PAIRS = (
+    *((i, 16 - i) for i in range(8)),  # jaw line
+    *((i, 43 - i) for i in range(17, 22)),  # eyebrows
+    (31, 35), (32, 34),  # nostrils
+    (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),  # eyes
+    (48, 54), (49, 53), (50, 52), (55, 59), (56, 58),  # outer lips
+    (60, 64), (61, 63), (65, 67),  # inner lips
+)  # fmt: skip
+_MIRROR_PAIRS = (
+    *((i, i + 1) for i in range(1, 17, 2)),  # eyes, ears, shoulders ... ankles
+    *((FEET.start + i, FEET.start + 3 + i) for i in range(3)),
+    *((FACE.start + a, FACE.start + b) for a, b in _FACE_PAIRS),
+    *((LEFT_HAND.start + i, RIGHT_HAND.start + i) for i in range(21)),
+)
+FLIP_INDICES = tuple(
+    next((b if i == a else a for a, b in _MIRROR_PAIRS if i in (a, b)), i)
+    for i in range(NUM_KEYPOINTS)
+)
+# Half-body augmentation keeps the upper (head, arms) or the lower (hips, legs, feet) points.
+UPPER_BODY_IDS = tuple(range(11))
+LOWER_BODY_IDS = tuple(range(11, 23))
