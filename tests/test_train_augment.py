@@ -28,8 +28,8 @@ def test_flip_indices_are_coco_wholebody_pairs():
     assert list(schema.FLIP_INDICES) == MMPOSE_FLIP_INDICES
     flip = np.array(schema.FLIP_INDICES)
     assert (flip[flip] == np.arange(133)).all()  # a swap undone by a second swap
-    assert schema.UPPER_BODY_IDS == tuple(range(11))  # nose .. right wrist
-    assert schema.LOWER_BODY_IDS == tuple(range(11, 23))  # hips .. right heel
+    assert tuple(range(11)) == schema.UPPER_BODY_IDS  # nose .. right wrist
+    assert tuple(range(11, 23)) == schema.LOWER_BODY_IDS  # hips .. right heel
 
 
 def test_presets_are_the_released_configs():
@@ -45,7 +45,12 @@ def test_presets_are_the_released_configs():
         (0.5, 1.5), 90.0, (0.5, 1.5), 90.0,
     )  # fmt: skip
     assert (final.shift_factor, final.dropout_prob) == (0.0, 0.5)
-    assert (main.flip_prob, main.half_body_prob, main.rotate_prob, main.shift_prob) == (0.5, 0.3, 0.6, 0.3)
+    assert (main.flip_prob, main.half_body_prob, main.rotate_prob, main.shift_prob) == (
+        0.5,
+        0.3,
+        0.6,
+        0.3,
+    )
     assert aug.FINAL_EPOCHS == 30
 
 
@@ -82,13 +87,17 @@ def test_rotated_warp_matrix_by_hand():
     # 90 degrees: a point 100 px above the centre lands 102.4 px left of the crop centre.
     m = aug.warp_matrix(center, scale, 90.0, (192, 256))
     np.testing.assert_allclose(m, [[0.0, 1.024, -26.88], [-1.024, 0.0, 189.44]], atol=1e-6)
-    np.testing.assert_allclose(aug.transform_points(np.array([60.0, 20.0]), m), [-6.4, 128.0], atol=1e-6)
+    np.testing.assert_allclose(
+        aug.transform_points(np.array([60.0, 20.0]), m), [-6.4, 128.0], atol=1e-6
+    )
     # Any angle t: s * [[cos t, sin t], [-sin t, cos t]] about the centre.
     t = math.radians(30.0)
     s = 1.024
     rot = s * np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
     expected = np.hstack([rot, (np.array([96.0, 128.0]) - rot @ [60.0, 120.0])[:, None]])
-    np.testing.assert_allclose(aug.warp_matrix(center, scale, 30.0, (192, 256)), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        aug.warp_matrix(center, scale, 30.0, (192, 256)), expected, atol=1e-5
+    )
 
 
 def _ramps(h: int, w: int) -> np.ndarray:
@@ -107,7 +116,9 @@ def test_pixels_and_keypoints_go_through_the_same_map(seed):
     keypoints = rng.uniform([50, 40], [350, 260], (133, 2)).astype(np.float32)
     visible = np.ones(133, np.float32)
     always = aug.replace(aug.COCO_UBODY, flip_prob=1.0, rotate_prob=1.0, half_body_prob=0.0)
-    crop, crop_kpts, crop_vis = aug.plan_crop(np.array([60, 30, 330, 280]), keypoints, visible, w, (64, 48), always, rng)
+    crop, crop_kpts, _ = aug.plan_crop(
+        np.array([60, 30, 330, 280]), keypoints, visible, w, (64, 48), always, rng
+    )
     assert crop.flip and crop.rotation != 0.0
     sampled = aug.warp(_ramps(h, w), crop.matrix, (64, 48))
     grid = np.dstack(np.mgrid[0:64, 0:48][::-1]).astype(np.float64)
@@ -134,7 +145,7 @@ def test_folded_flip_equals_mmpose_flipping_the_image_first():
 
 def test_plain_crop_without_augmentation():
     keypoints = np.array([[10.0, 20.0], [110.0, 220.0]] + [[60.0, 120.0]] * 131, np.float32)
-    crop, kpts, vis = aug.plan_crop(BOX, keypoints, np.ones(133), 640, (256, 192))
+    crop, kpts, _ = aug.plan_crop(BOX, keypoints, np.ones(133), 640, (256, 192))
     assert (crop.flip, crop.rotation) == (False, 0.0)
     np.testing.assert_allclose(kpts[:3], [[44.8, 25.6], [147.2, 230.4], [96.0, 128.0]], atol=1e-4)
 
@@ -173,7 +184,10 @@ def test_random_box_follows_mmpose_distributions():
     applied with its probability (shift 0.3, scale 1.0, rotation 0.6)."""
     rng = np.random.default_rng(123)
     n = 20000
-    draws = [aug._random_box(np.zeros(2, np.float32), np.ones(2, np.float32), aug.COCO_WHOLEBODY, rng) for _ in range(n)]
+    draws = [
+        aug._random_box(np.zeros(2, np.float32), np.ones(2, np.float32), aug.COCO_WHOLEBODY, rng)
+        for _ in range(n)
+    ]
     offsets = np.array([d[0] for d in draws])
     factors = np.array([d[1][0] for d in draws])
     rotations = np.array([d[2] for d in draws])
@@ -181,7 +195,9 @@ def test_random_box_follows_mmpose_distributions():
     assert abs(shifted.mean() - 0.3) < 0.015
     assert np.abs(offsets).max() <= 0.16 + 1e-6
     assert factors.min() >= 0.6 - 1e-6 and factors.max() <= 1.4 + 1e-6
-    truncnorm_std = math.sqrt(1 - 2 * math.exp(-0.5) / math.sqrt(2 * math.pi) / math.erf(1 / math.sqrt(2)))
+    truncnorm_std = math.sqrt(
+        1 - 2 * math.exp(-0.5) / math.sqrt(2 * math.pi) / math.erf(1 / math.sqrt(2))
+    )
     assert abs(factors.mean() - 1.0) < 0.01
     assert abs(factors.std() - 0.4 * truncnorm_std) < 0.01
     rotated = rotations != 0
@@ -193,14 +209,23 @@ def test_random_box_follows_mmpose_distributions():
 def test_flip_happens_half_the_time():
     rng = np.random.default_rng(5)
     kpts = _keypoints_for_half_body()
-    flips = [aug.plan_crop(BOX, kpts, np.ones(133), 640, (64, 48), aug.COCO_WHOLEBODY, rng)[0].flip for _ in range(4000)]
+    flips = [
+        aug.plan_crop(BOX, kpts, np.ones(133), 640, (64, 48), aug.COCO_WHOLEBODY, rng)[0].flip
+        for _ in range(4000)
+    ]
     assert abs(np.mean(flips) - 0.5) < 0.03
 
 
 def test_photometric_ops():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
-    nothing = aug.replace(aug.COCO_WHOLEBODY, hsv_deltas=(0, 0, 0), blur_prob=0.0, median_blur_prob=0.0, dropout_prob=0.0)
+    nothing = aug.replace(
+        aug.COCO_WHOLEBODY,
+        hsv_deltas=(0, 0, 0),
+        blur_prob=0.0,
+        median_blur_prob=0.0,
+        dropout_prob=0.0,
+    )
     # No change asked: still the HSV round trip of YOLOXHSVRandomAug (it quantises).
     round_trip = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2HSV), cv2.COLOR_HSV2RGB)
     np.testing.assert_array_equal(aug.photometric(image.copy(), nothing, rng), round_trip)
@@ -224,7 +249,10 @@ def test_photometric_ops():
     red = np.zeros((4, 4, 3), np.uint8)
     red[..., 0] = 255
     full = aug.replace(nothing, hsv_deltas=(5, 30, 30))
-    hues = {int(cv2.cvtColor(aug.photometric(red.copy(), full, rng), cv2.COLOR_RGB2HSV)[0, 0, 0]) for _ in range(200)}
+    hues = {
+        int(cv2.cvtColor(aug.photometric(red.copy(), full, rng), cv2.COLOR_RGB2HSV)[0, 0, 0])
+        for _ in range(200)
+    }
     assert hues <= {*range(0, 5), *range(176, 180)} and len(hues) > 3
 
 
@@ -240,7 +268,7 @@ def test_same_generator_state_same_sample():
 
     def run(seed):
         rng = np.random.default_rng(seed)
-        crop, k, v = aug.plan_crop(BOX, kpts, np.ones(133), 640, (64, 48), aug.COCO_UBODY, rng)
+        crop, k, _ = aug.plan_crop(BOX, kpts, np.ones(133), 640, (64, 48), aug.COCO_UBODY, rng)
         return crop.matrix, k, aug.photometric(image.copy(), aug.COCO_UBODY, rng)
 
     a, b, c = run(7), run(7), run(8)

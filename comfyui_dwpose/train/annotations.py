@@ -188,7 +188,9 @@ def _people(
             continue
         image_id = ann["image_id"]
         if image_id not in row_of:
-            raise AnnotationError(f"{source}: annotation {ann.get('id')} refers to image {image_id}, which is not in 'images'")
+            raise AnnotationError(
+                f"{source}: annotation {ann.get('id')} refers to image {image_id}, which is not in 'images'"
+            )
         row = row_of[image_id]
         kpts = _whole_body(ann, source)
         width, height = sizes[row]
@@ -233,7 +235,12 @@ def _whole_body(ann: dict, source: object) -> np.ndarray:
             continue
         got = f"{len(values)} entries" if isinstance(values, list) else type(values).__name__
         hint = ""
-        if name == "keypoints" and isinstance(values, list) and values and isinstance(values[0], list):
+        if (
+            name == "keypoints"
+            and isinstance(values, list)
+            and values
+            and isinstance(values[0], list)
+        ):
             hint = (
                 " (a list of [x, y] pairs: mmpose's UBody-3D export, whose 'keypoints' are "
                 "SMPL-X joints; use the 2D UBody files, annotations/<scene>/train_annotations.json)"
@@ -257,7 +264,9 @@ def _detected_people(
             skipped["not_person"] += 1
             continue
         if det["image_id"] not in row_of:
-            raise AnnotationError(f"{det_file}: a detection is on image {det['image_id']}, which the annotation file does not list")
+            raise AnnotationError(
+                f"{det_file}: a detection is on image {det['image_id']}, which the annotation file does not list"
+            )
         if det["score"] < min_box_score:
             skipped["low_score"] += 1
             continue

@@ -87,7 +87,9 @@ class Crop:
     matrix: np.ndarray
 
 
-def box_center_scale(box: np.ndarray, padding: float = BOX_PADDING) -> tuple[np.ndarray, np.ndarray]:
+def box_center_scale(
+    box: np.ndarray, padding: float = BOX_PADDING
+) -> tuple[np.ndarray, np.ndarray]:
     """Centre (x, y) and padded size (w, h) of an xyxy box."""
     box = np.asarray(box, np.float32)
     return (box[:2] + box[2:]) * np.float32(0.5), (box[2:] - box[:2]) * np.float32(padding)
@@ -212,9 +214,15 @@ def _random_box(
     v = truncated_normal(rng, 4).astype(np.float32)
     offset = v[:2] * augment.shift_factor if rng.random() < augment.shift_prob else np.zeros(2)
     low, high = augment.scale_range
-    factor = v[2] * (high - low) * 0.5 + (high + low) * 0.5 if rng.random() < augment.scale_prob else 1.0
+    factor = (
+        v[2] * (high - low) * 0.5 + (high + low) * 0.5 if rng.random() < augment.scale_prob else 1.0
+    )
     rotation = float(v[3] * augment.rotate_factor) if rng.random() < augment.rotate_prob else 0.0
-    return (center + offset * scale).astype(np.float32), (scale * factor).astype(np.float32), rotation
+    return (
+        (center + offset * scale).astype(np.float32),
+        (scale * factor).astype(np.float32),
+        rotation,
+    )
 
 
 def truncated_normal(rng: np.random.Generator, size: int) -> np.ndarray:

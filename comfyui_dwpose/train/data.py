@@ -77,10 +77,8 @@ class TopDownDataset(Dataset):
 
     def current_augment(self) -> Augment | None:
         """The pipeline of the current epoch."""
-        if self.final_augment is not None and self.final_from_epoch is not None:
-            if self.epoch >= self.final_from_epoch:
-                return self.final_augment
-        return self.augment
+        final = self.final_augment is not None and self.final_from_epoch is not None
+        return self.final_augment if final and self.epoch >= self.final_from_epoch else self.augment
 
     def __len__(self) -> int:
         return len(self.records)
@@ -92,7 +90,13 @@ class TopDownDataset(Dataset):
         augment = self.current_augment()
         rng = np.random.default_rng([self.seed, self.epoch, index]) if augment else None
         crop, keypoints, visible = plan_crop(
-            r.boxes[index], r.keypoints[index], r.visible[index], width, self.input_size, augment, rng
+            r.boxes[index],
+            r.keypoints[index],
+            r.visible[index],
+            width,
+            self.input_size,
+            augment,
+            rng,
         )
         image = warp(read_image(r.image_paths[row]), crop.matrix, self.input_size)
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -151,10 +155,16 @@ def make_loader(
     drop_last: bool = False,
     generator: torch.Generator | None = None,
 ) -> DataLoader:
-    """A DataLoader for the dataset: `num_workers` processes decode and warp, each on one
-    thread (OpenCV and torch threads would fight over the cores); pinned memory when CUDA
-    is there. Order comes from `sampler` (e.g. DistributedSampler) or `shuffle` with
-    `generator`; the loop owns both, so it can resume mid-epoch."""
+    """A DataLoader for the dataset: `num_workers` forked processes decode and warp (torch
+    runs each on one thread); pinned memory when CUDA is there. Order comes from `sampler`
+    (e.g. DistributedSampler) or `shuffle` with `generator`: the loop owns both, so it can
+    resume mid-epoch.
+
+    With workers, OpenCV's own threads are turned off in this process first, as mmengine
+    does: a worker forked while OpenCV's thread pool exists hangs in its first OpenCV call
+    that touches the pool, and the workers already use the cores."""
+    if num_workers:
+        cv2.setNumThreads(0)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -165,12 +175,6 @@ def make_loader(
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,
         generator=generator,
-        worker_init_fn=_one_thread if num_workers else None,
         prefetch_factor=4 if num_workers else None,
         persistent_workers=False,
     )
-
-
-def _one_thread(_worker_id: int) -> None:
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
