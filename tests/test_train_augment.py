@@ -256,6 +256,17 @@ def test_photometric_ops():
     assert hues <= {*range(0, 5), *range(176, 180)} and len(hues) > 3
 
 
+@pytest.mark.parametrize("gains", [(0, 0, 0), (-5, 30, -30), (4, -17, 22), (-1, 0, 29)])
+def test_hsv_shift_is_yolox_int16_arithmetic(gains):
+    """mmdet's YOLOXHSVRandomAug: to HSV as int16, hue (h + g) % 180, s and v clipped."""
+    image = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.int16)
+    hsv[..., 0] = (hsv[..., 0] + gains[0]) % 180
+    hsv[..., 1:] = np.clip(hsv[..., 1:] + np.array(gains[1:], np.int16), 0, 255)
+    expected = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    np.testing.assert_array_equal(aug.hsv_shift(image, np.array(gains, np.int16)), expected)
+
+
 def test_truncated_normal():
     z = aug.truncated_normal(np.random.default_rng(0), 100000)
     assert np.abs(z).max() <= 1.0

@@ -243,15 +243,20 @@ def warp(image: np.ndarray, matrix: np.ndarray, input_size: tuple[int, int]) -> 
     return cv2.warpAffine(image, matrix, (input_size[1], input_size[0]), flags=cv2.INTER_LINEAR)
 
 
+def hsv_shift(image: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Add integer gains to hue (wrapping at OpenCV's 180), saturation and value (clipped)
+    of an RGB uint8 image, through one table per channel. The HSV round trip quantises, so
+    it changes the image even with zero gains, as YOLOXHSVRandomAug does in mmpose."""
+    x = np.arange(256, dtype=np.int64)
+    table = np.stack([(x + gains[0]) % 180, *(np.clip(x + g, 0, 255) for g in gains[1:])], axis=1)
+    hsv = cv2.LUT(cv2.cvtColor(image, cv2.COLOR_RGB2HSV), table.astype(np.uint8)[:, None, :])
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
 def photometric(image: np.ndarray, augment: Augment, rng: np.random.Generator) -> np.ndarray:
     """HSV jitter, blur, median blur and one dropped rectangle on an RGB uint8 crop."""
     gains = rng.uniform(-1.0, 1.0, 3) * augment.hsv_deltas * rng.integers(0, 2, 3)
-    gains = gains.astype(np.int16)  # truncates towards zero, as YOLOX
-    # The HSV round trip runs even with zero gains (it quantises, as in mmpose).
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.int16)
-    hsv[..., 0] = (hsv[..., 0] + gains[0]) % 180
-    hsv[..., 1:] = np.clip(hsv[..., 1:] + gains[1:], 0, 255)
-    image = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    image = hsv_shift(image, gains.astype(np.int16))  # truncated towards zero, as YOLOX
     if rng.random() < augment.blur_prob:
         k = int(rng.choice(augment.blur_kernels))
         image = cv2.blur(image, (k, k))
