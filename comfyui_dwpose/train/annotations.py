@@ -79,10 +79,12 @@ class Records:
             self.visible[keep], Counter(self.skipped),
         )  # fmt: skip
 
-    def missing_images(self) -> list[str]:
-        """Paths of the images that people refer to and that are not files."""
-        used = np.unique(self.image_index)
-        return [self.image_paths[i] for i in used if not os.path.isfile(self.image_paths[i])]
+    def missing_images(self) -> np.ndarray:
+        """Per image row: True where people refer to the image and it is not a file."""
+        missing = np.zeros(len(self.image_paths), bool)
+        for row in np.unique(self.image_index):
+            missing[row] = not os.path.isfile(self.image_paths[row])
+        return missing
 
 
 def concat(parts: list[Records]) -> Records:

@@ -50,17 +50,17 @@ class TopDownDataset(Dataset):
         skip_missing_images: bool = False,
     ) -> None:
         missing = records.missing_images()
-        if missing and not skip_missing_images:
-            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        if missing.any() and not skip_missing_images:
+            paths = [records.image_paths[row] for row in np.flatnonzero(missing)]
+            shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
             raise FileNotFoundError(
-                f"{len(missing)} image(s) of the annotations are not files: {shown}; check the "
+                f"{len(paths)} image(s) of the annotations are not files: {shown}; check the "
                 "image folder, or pass skip_missing_images=True to train on the others"
             )
-        if missing:
-            gone = {records.image_paths.index(p) for p in missing}
-            keep = ~np.isin(records.image_index, list(gone))
-            records.skipped["missing_image"] += int((~keep).sum())
-            records = records.select(keep)
+        if missing.any():
+            gone = missing[records.image_index]
+            records = records.select(~gone)
+            records.skipped["missing_image"] += int(gone.sum())
         if len(records) == 0:
             raise ValueError("no people to train or evaluate on (see records.skipped for why)")
         self.records = records
