@@ -25,6 +25,17 @@ def test_same_seed_same_bytes(tmp_path):
     assert not list((tmp_path / "a" / "annotations").glob("*.tmp"))
 
 
+def test_a_failed_rewrite_leaves_no_json(tmp_path):
+    """A json vouches for a complete split: rewriting one that fails half-way removes it."""
+    synthetic.write_split(tmp_path, "val", 2, seed=0, progress=False)
+    blocker = tmp_path / "images" / "val" / "000001.png"
+    blocker.unlink()
+    blocker.mkdir()  # the second image cannot be written
+    with pytest.raises(OSError, match=r"could not write .*000001\.png"):
+        synthetic.write_split(tmp_path, "val", 2, seed=1, progress=False)
+    assert not (tmp_path / "annotations" / "val.json").exists()
+
+
 def test_json_reads_back_through_the_dataset(tmp_path):
     path = synthetic.write_split(tmp_path, "val", 12, seed=1, progress=False)
     data = json.loads(path.read_text())

@@ -506,6 +506,8 @@ def write_split(
     image_dir = out_dir / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "annotations").mkdir(exist_ok=True)
+    path = out_dir / "annotations" / f"{split}.json"
+    path.unlink(missing_ok=True)  # an old json must not vouch for half-rewritten images
     images, annotations = [], []
     for index in tqdm(range(count), desc=f"synthetic {split}", unit="img", disable=not progress):
         rng = np.random.default_rng([seed, SPLITS[split], index])
@@ -539,7 +541,6 @@ def write_split(
         "images": images,
         "annotations": annotations,
     }
-    path = out_dir / "annotations" / f"{split}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
