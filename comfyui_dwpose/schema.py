@@ -61,23 +61,25 @@ FOOT_LIMBS = (
 )  # fmt: skip
 FOOT_COLORS = ((0, 0, 255),) * 3 + ((0, 255, 255),) * 3
 
-
-def _flip_indices() -> tuple[int, ...]:
-    """Each point's mirror image under a horizontal flip (COCO-WholeBody's left/right pairs)."""
-    pairs = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
-    pairs += [(17 + i, 20 + i) for i in range(3)]  # feet
-    face = [(i, 16 - i) for i in range(8)]  # jaw line
-    face += [(17 + i, 26 - i) for i in range(5)]  # eyebrows
-    face += [(31, 35), (32, 34)]  # nose base
-    face += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
-    face += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # outer lips
-    face += [(60, 64), (61, 63), (65, 67)]  # inner lips
-    pairs += [(FACE.start + a, FACE.start + b) for a, b in face]
-    pairs += [(LEFT_HAND.start + i, RIGHT_HAND.start + i) for i in range(21)]
-    flip = list(range(NUM_KEYPOINTS))
-    for a, b in pairs:
-        flip[a], flip[b] = b, a
-    return tuple(flip)
-
-
-FLIP_INDICES = _flip_indices()
+# Mirror symmetry, for flip augmentation and flip test: after a horizontal flip, point i
+# takes the label FLIP_INDICES[i] (COCO-WholeBody's left/right pairs over all 133 points).
+_FACE_PAIRS = (
+    *((i, 16 - i) for i in range(8)),  # jaw line
+    *((i, 43 - i) for i in range(17, 22)),  # eyebrows
+    (31, 35), (32, 34),  # nostrils
+    (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),  # eyes
+    (48, 54), (49, 53), (50, 52), (55, 59), (56, 58),  # outer lips
+    (60, 64), (61, 63), (65, 67),  # inner lips
+)  # fmt: skip
+_MIRROR_PAIRS = (
+    *MIRROR_PAIRS,  # body and feet
+    *((FACE.start + a, FACE.start + b) for a, b in _FACE_PAIRS),
+    *((LEFT_HAND.start + i, RIGHT_HAND.start + i) for i in range(21)),
+)
+FLIP_INDICES = tuple(
+    next((b if i == a else a for a, b in _MIRROR_PAIRS if i in (a, b)), i)
+    for i in range(NUM_KEYPOINTS)
+)
+# Half-body augmentation keeps the upper (head, arms) or the lower (hips, legs, feet) points.
+UPPER_BODY_IDS = tuple(range(11))
+LOWER_BODY_IDS = tuple(range(11, 23))
