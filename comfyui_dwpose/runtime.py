@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .extras import MissingExtraError, require
+
 log = logging.getLogger(__name__)
 
 # Best first. The CPU provider is always the last resort.
@@ -228,11 +230,11 @@ def load_model(
 
 def _torch_model(path: Path, device: str, precision: str) -> Model:
     try:
-        from .runtime_torch import TorchModel
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"the torch backend needs PyTorch ({exc}): install torch, or use backend='onnxruntime'"
-        ) from exc
+        require("torch", "the torch backend")
+    except MissingExtraError as exc:
+        raise BackendUnavailableError(f"{exc}; or use backend='onnxruntime'") from exc
+    from .runtime_torch import TorchModel
+
     return TorchModel.from_file(path, device, precision)
 
 

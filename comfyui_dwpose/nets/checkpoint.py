@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..extras import require
 from .arch import ConversionError, NetConfig, candidates, choose, shape_text
 
 # Modules whose pickled objects may be replaced by placeholders: what training code writes
@@ -124,6 +125,7 @@ def read_state_dict(
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         return extract_state_dict(read_pth(path), branch), {}
+    require("safetensors", f"reading {path.name}")
     from safetensors import SafetensorError, safe_open
 
     try:
