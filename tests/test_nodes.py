@@ -269,7 +269,7 @@ def test_estimator_node_options(nodes, frames, env):
     image = as_image(frames)
     run = nodes.DWPoseEstimator().estimate
     pose_map, _ = run(image, "det.onnx", "pose.onnx", resolution=512)
-    assert pose_map.shape == (2, 512, 771, 3)
+    assert pose_map.shape == (2, 512, 771, 3)  # as comfyui_controlnet_aux (test_golden.py)
     _, one = run(image, "det.onnx", "pose.onnx", max_people=1)
     assert [len(f["people"]) for f in one] == [1, 1]
     _, whole = run(image, nodes.NO_DETECTOR, "pose.onnx")
@@ -312,6 +312,26 @@ def test_estimator_is_cached_across_executions(nodes, frames, env):
     run(image, "det.onnx", "pose.onnx", detector_channels="rgb")
     run(image, "det.onnx", "pose.onnx", max_people=1)
     assert len(nodes._ESTIMATORS) == nodes.CACHE_SIZE and first not in nodes._ESTIMATORS.values()
+
+
+def test_cpu_fallback_on_a_gpu_machine_is_said_on_the_node_and_in_the_log(
+    pack, nodes, frames, env, monkeypatch, caplog
+):
+    # As on a GPU: "auto" tries the torch backend first. The stand-in models are not
+    # official architectures, so they cannot be converted and run on onnxruntime (CPU).
+    runtime = sys.modules[pack.__name__ + ".comfyui_dwpose.runtime"]
+    monkeypatch.setattr(runtime, "_torch_has_gpu", lambda device: True)
+    nodes._ESTIMATORS.clear()
+    with caplog.at_level("WARNING"):
+        out = nodes.DWPoseEstimator().estimate(as_image(frames[:1]), "det.onnx", "pose.onnx")
+    nodes._ESTIMATORS.clear()
+    det, pose = out["ui"]["text"]
+    assert det.startswith("det.onnx: ") and pose.startswith("pose.onnx: the graph has no SimCC")
+    for text in (det, pose):
+        assert text.endswith("; running it on onnxruntime instead, on the CPU, much slower")
+        assert text in caplog.text
+    pose_map, _ = out["result"]
+    assert pose_map.shape == (1, 425, 640, 3)
 
 
 def test_progress_per_batch_and_interrupt_between_batches(nodes, frames, env, monkeypatch):
