@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import math
+import re
 import shutil
 import sys
 import types
@@ -523,6 +524,17 @@ def test_install_warns_and_keeps_what_is_there(install, capsys):
         install.main({"onnxruntime": "1.20", "opencv-contrib-python": version}, run=commands.append)
         assert ("pose maps can differ" not in capsys.readouterr().out) == exact
     assert commands == []
+
+
+def test_gpu_needs_nothing_beyond_requirements_and_install_says_so(install, capsys):
+    # On a GPU the nodes convert the default .onnx models for ComfyUI's torch: that needs
+    # onnx (reading) and safetensors (keeping the result), so ComfyUI-Manager installs them.
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    names = {re.split(r"[<>=\s#]", line, maxsplit=1)[0] for line in lines if line[:1].isalpha()}
+    assert {"onnx", "safetensors", "torch", "scipy"} <= names
+    install.main({"onnxruntime": "1.20", "opencv-python": "4.12.0"}, run=list)
+    out = capsys.readouterr().out
+    assert install.GPU_NOTE in out and "onnxruntime-gpu" not in out
 
 
 def test_install_reads_this_pythons_distributions(install):
