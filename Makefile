@@ -1,30 +1,45 @@
 # Two entry points for a fresh machine: `make demo` and `make test` (see README.md).
+# Each installs into $(VENV) once: a stamp file there records the install and is redone
+# only when pyproject.toml or requirements.txt change, so later runs need no package index
+# (`PIP_NO_INDEX=1 HF_HUB_OFFLINE=1 make demo` works once the weights are cached).
 PYTHON ?= python3
 VENV ?= .venv
+ifeq ($(OS),Windows_NT)
+BIN := $(VENV)/Scripts
+else
 BIN := $(VENV)/bin
+endif
 DETECTOR ?= yolox_l.onnx
 POSE_MODEL ?= dw-ll_ucoco_384.onnx
+DEPENDENCIES := pyproject.toml requirements.txt
 
 .PHONY: demo test install dev lint
 
-$(BIN)/python:
+$(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 
-install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[onnx]'
+# What a user gets from `pip install -e ".[onnx]"`: the runtime alone.
+$(VENV)/.installed-onnx: $(DEPENDENCIES) | $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install -q -e '.[onnx]'
+	touch $@
 
-# torch is installed first, pinned to the CPU wheel, so that nothing pulls a CUDA build.
-dev: $(BIN)/python
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[onnx,dev]'
+# torch first, pinned to the CPU wheel, so that nothing pulls a CUDA build; then the tests' tools.
+$(VENV)/.installed-dev: $(DEPENDENCIES) | $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[onnx,dev]'
+	touch $@ $(VENV)/.installed-onnx
 
-demo: install
+install: $(VENV)/.installed-onnx
+
+dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed-onnx
 	$(BIN)/dwpose pose assets/skier.jpg -o out/demo --detector $(DETECTOR) --pose-model $(POSE_MODEL)
 
-lint: dev
+lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: dev
+test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
