@@ -2,13 +2,16 @@
 # Each installs into $(VENV) once: a stamp file there records the install and is redone
 # only when pyproject.toml or requirements.txt change, so later runs need no package index
 # (`PIP_NO_INDEX=1 HF_HUB_OFFLINE=1 make demo` works once the weights are cached).
-PYTHON ?= python3
 VENV ?= .venv
 ifeq ($(OS),Windows_NT)
+PYTHON ?= python
 BIN := $(VENV)/Scripts
 else
+PYTHON ?= python3
 BIN := $(VENV)/bin
 endif
+# Recipes stay valid for sh and for cmd.exe: double quotes, no touch.
+STAMP = $(BIN)/python -c "import pathlib, sys; [pathlib.Path(p).touch() for p in sys.argv[1:]]"
 DETECTOR ?= yolox_l.onnx
 POSE_MODEL ?= dw-ll_ucoco_384.onnx
 DEPENDENCIES := pyproject.toml requirements.txt
@@ -20,14 +23,14 @@ $(VENV)/pyvenv.cfg:
 
 # What a user gets from `pip install -e ".[onnx]"`: the runtime alone.
 $(VENV)/.installed-onnx: $(DEPENDENCIES) | $(VENV)/pyvenv.cfg
-	$(BIN)/python -m pip install -q -e '.[onnx]'
-	touch $@
+	$(BIN)/python -m pip install -q -e ".[onnx]"
+	$(STAMP) $@
 
 # torch first, pinned to the CPU wheel, so that nothing pulls a CUDA build; then the tests' tools.
 $(VENV)/.installed-dev: $(DEPENDENCIES) | $(VENV)/pyvenv.cfg
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[onnx,dev]'
-	touch $@ $(VENV)/.installed-onnx
+	$(BIN)/python -m pip install -q -e ".[onnx,dev]"
+	$(STAMP) $@ $(VENV)/.installed-onnx
 
 install: $(VENV)/.installed-onnx
 
