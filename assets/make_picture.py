@@ -32,7 +32,9 @@ def annotated_frame(annotations: dict, image_id: int, width: int, height: int) -
     )
     boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in people)])
     scores = (points[..., 2] > 0).astype(np.float32)
-    return PoseFrame(points[..., :2], scores, boxes, np.ones(len(people), np.float32), width, height)
+    return PoseFrame(
+        points[..., :2], scores, boxes, np.ones(len(people), np.float32), width, height
+    )
 
 
 def main() -> None:
