@@ -36,8 +36,9 @@ KINDS = ("detector", "pose", "checkpoint")
 MODEL_SUFFIXES = (".onnx", ".pth", ".safetensors")
 MODELS_DIR_ENV = "DWPOSE_MODELS_DIR"
 # Seconds to wait for the Hub's first answer before a download. huggingface_hub retries
-# connection errors with growing pauses (24-38 s measured) before it gives up; one request
-# with a bound says "unreachable" sooner, and the download starts only when it answers.
+# connection errors with growing pauses before it gives up (28 s for a refused connection,
+# 6.5 minutes for a silent one: bench/unreachable_hub.py); one bounded request says
+# "unreachable" instead, and the download starts only when the Hub answers.
 REACHABLE_TIMEOUT = 4.0
 
 
