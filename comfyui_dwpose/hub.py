@@ -343,7 +343,8 @@ def _unreachable(endpoint: str) -> str | None:
     def probe() -> None:
         request = urllib.request.Request(f"{endpoint}/", method="HEAD")
         try:
-            urllib.request.urlopen(request, timeout=REACHABLE_TIMEOUT).close()
+            # The socket waits longer than the caller, so silence always reads the same.
+            urllib.request.urlopen(request, timeout=REACHABLE_TIMEOUT + 1).close()
         except urllib.error.HTTPError:
             pass  # an HTTP status is an answer
         except Exception as exc:
