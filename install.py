@@ -34,6 +34,15 @@ FAMILIES = {
 }
 
 
+# The same policy as the README (ComfyUI section): no onnxruntime-gpu needed.
+GPU_NOTE = (
+    "GPUs: the nodes run on ComfyUI's own PyTorch and device (CUDA, ROCm, MPS); the default "
+    ".onnx models are converted once (requirements.txt brings onnx for that) and kept beside "
+    "them. onnxruntime runs them on machines without a GPU, and wherever a model cannot be "
+    "converted, which the node then says in its output and the console."
+)
+
+
 def normalize(name: str) -> str:
     """A distribution name as pip compares them (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -73,11 +82,6 @@ def main(installed: dict[str, str] | None = None, run=subprocess.check_call) -> 
         if not found:
             say(f"{family}: none installed, installing {requirement}.")
             run([sys.executable, "-m", "pip", "install", requirement, *keep_numpy(installed)])
-            if family == "onnxruntime":
-                say(
-                    "onnxruntime runs on the CPU. For an NVIDIA GPU, replace it: "
-                    f"`{sys.executable} -m pip uninstall onnxruntime`, then install onnxruntime-gpu."
-                )
         elif len(found) > 1:
             say(
                 f"warning: several {family} builds are installed ({', '.join(found)}); they "
@@ -93,6 +97,7 @@ def main(installed: dict[str, str] | None = None, run=subprocess.check_call) -> 
                     "in a few pixels (line clipping, crop interpolation). For exact maps: "
                     f'`{sys.executable} -m pip install "{name}<4.13"`.'
                 )
+    say(GPU_NOTE)
     return 0
 
 

@@ -279,7 +279,7 @@ class DWPoseEstimator:
         max_people: int = 0,
         whole_image_fallback: bool = False,
         **drawing,
-    ) -> tuple[torch.Tensor, list[dict]]:
+    ) -> tuple[torch.Tensor, list[dict]] | dict:
         _check_image(image)
         options = _drawing_options(drawing)
         estimator = get_estimator(
@@ -297,7 +297,10 @@ class DWPoseEstimator:
             frames += batch
             if progress is not None:
                 progress.update(len(batch))
-        return _to_image(np.concatenate(maps)), to_pose_keypoint(frames, options["threshold"])
+        result = (_to_image(np.concatenate(maps)), to_pose_keypoint(frames, options["threshold"]))
+        if estimator.warnings:  # e.g. the CPU on a GPU machine: said on the node, not only logged
+            return {"ui": {"text": estimator.warnings}, "result": result}
+        return result
 
 
 class DWPoseRender:

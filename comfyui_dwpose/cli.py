@@ -2,7 +2,8 @@
 model conversion.
 
 Exit codes: 0 everything done; 1 some inputs failed (the others were written); 2 bad
-usage; 3 a model could not be fetched or loaded (nothing was processed).
+usage; 3 a model, or a package it needs, could not be fetched or loaded (nothing was
+processed).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import cli_retarget, cli_video, hub
+from .extras import MissingExtraError, require
 from .images import ImageError, load_image, save_image
 from .render import BODY_STICK_WIDTH, map_size, render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame, load_json, save_json, to_pose_keypoint
@@ -30,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (hub.ModelError, ModelLoadError, BackendUnavailableError) as exc:
+    except (hub.ModelError, ModelLoadError, BackendUnavailableError, MissingExtraError) as exc:
         _error(str(exc))
         return EXIT_MODEL
     except KeyboardInterrupt:
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dwpose",
         description="DWPose whole-body pose estimation with ControlNet-exact OpenPose maps.",
-        epilog="Exit codes: 0 done; 1 some inputs failed; 2 bad usage; 3 a model could not be fetched or loaded.",
+        epilog="Exit codes: 0 done; 1 some inputs failed; 2 bad usage; 3 a model (or a package it needs) could not be fetched or loaded.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -73,13 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     video.set_defaults(run=_run_video)
 
     download = commands.add_parser(
-        "download", help="fetch model files into the cache or a models folder"
+        "download",
+        help="fetch model files into the cache or a models folder",
+        epilog=_known_models(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     download.add_argument(
         "names",
         nargs="*",
         metavar="NAME",
-        help=f"registry names (default: {hub.DEFAULT_DETECTOR} {hub.DEFAULT_POSE_MODEL})",
+        help="known names (below) or owner/repo/file on the Hub; default: the two defaults",
     )
     download.add_argument(
         "--models-dir", type=Path, help="download into this folder instead of the HF cache"
@@ -137,6 +142,15 @@ def _parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=_run_convert)
     train_cli.add_parsers(commands)
     return parser
+
+
+def _known_models() -> str:
+    defaults = {hub.DEFAULT_DETECTOR, hub.DEFAULT_POSE_MODEL}
+    lines = ["known models (README.md, Models, says what each is):"]
+    for kind in hub.KINDS:
+        names = [f"{n} (default)" if n in defaults else n for n in hub.known_names(kind)]
+        lines.append(f"  {kind:<11} {', '.join(names)}")
+    return "\n".join(lines)
 
 
 def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
@@ -296,6 +310,8 @@ def _run_video(args: argparse.Namespace) -> int:
         videos = cli_video.videos_of(args)
     except ValueError as exc:
         return _usage(str(exc))
+    for package in ("av", "scipy"):  # before the models load: one line, not one per video
+        require(package, "dwpose video")
     estimator = _estimator(args)  # --max-people picks tracks, not detections, in videos
     return _summary(len(videos), cli_video.run(args, videos, estimator))
 
@@ -310,12 +326,9 @@ def _run_download(args: argparse.Namespace) -> int:
 def _run_convert(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() not in (".onnx", ".safetensors"):
         return _usage(f"{args.output}: the output must end in .onnx or .safetensors")
-    try:
-        from .nets import ConversionError, list_models, load_net, save_net
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"dwpose convert needs PyTorch: pip install torch ({exc})"
-        ) from exc
+    require("torch", "dwpose convert")
+    from .nets import ConversionError, list_models, load_net, save_net
+
     if args.arch is not None and args.arch not in list_models():
         return _usage(f"unknown --arch {args.arch!r}; known: {', '.join(list_models())}")
     source = hub.resolve_model(

@@ -184,6 +184,12 @@ class DWPose:
         small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return small, np.array([w / size[0], h / size[1]])
 
+    @property
+    def warnings(self) -> list[str]:
+        """Why a model runs on a slower device than asked for (e.g. the CPU beside a GPU)."""
+        models = (self.detector.model if self.detector else None, self.pose.model)
+        return [m.fallback for m in models if getattr(m, "fallback", None)]
+
     def release(self) -> None:
         """Free the GPU memory the models hold (torch backend); they move back on the next call."""
         for model in (self.detector.model if self.detector else None, self.pose.model):

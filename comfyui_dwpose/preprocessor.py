@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .estimator import DEFAULT_REPO, DWPose
+from .extras import require
 from .hub import DEFAULT_DETECTOR, DEFAULT_POSE_MODEL, resolve_model
 from .images import ImageError, as_rgb_uint8, pil_to_array
 from .render import BODY_STICK_WIDTH, map_size, render_pose
@@ -236,13 +237,8 @@ def _reference(repo_or_path: str | os.PathLike, name: str | os.PathLike) -> str 
 
 def _tracked(frames: list[PoseFrame], smooth: bool, fps: float) -> list[PoseFrame]:
     """The frames with track ids, and smoothed over the whole list with `smooth`."""
-    try:
-        from . import temporal
-    except ImportError as exc:  # scipy, for the assignment
-        raise ImportError(
-            f"tracking and smoothing need the video extra ({exc}): "
-            "pip install 'comfyui-dwpose[video]'"
-        ) from exc
+    from . import temporal  # its tracker names the extra when scipy is missing
+
     smoother = temporal.Smoother(lookahead=None) if smooth else None
     return list(temporal.track_poses(frames, fps=fps, smoother=smoother))
 
@@ -359,8 +355,5 @@ def _convert(maps: Sequence[np.ndarray], output_type: str, single: bool):
     batch = np.stack(maps).astype(np.float32) / 255.0
     if output_type == "np":
         return batch
-    try:
-        import torch
-    except ImportError as exc:
-        raise ImportError("output_type='pt' needs torch: pip install torch") from exc
+    torch = require("torch", "output_type='pt'")
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .extras import require
 from .images import save_image
 from .render import render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame
@@ -52,13 +53,7 @@ class VideoError(ValueError):
 
 
 def _av():
-    try:
-        import av
-    except ImportError as exc:
-        raise VideoError(
-            "video needs PyAV: pip install 'comfyui-dwpose[video]' (or: pip install av scipy)"
-        ) from exc
-    return av
+    return require("av", "reading and writing videos")
 
 
 # ---------------------------------------------------------------------------- reading

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import math
+import re
 import shutil
 import sys
 import types
@@ -276,7 +277,7 @@ def test_estimator_node_options(nodes, frames, env):
     image = as_image(frames)
     run = nodes.DWPoseEstimator().estimate
     pose_map, _ = run(image, "det.onnx", "pose.onnx", resolution=512)
-    assert pose_map.shape == (2, 512, 771, 3)
+    assert pose_map.shape == (2, 512, 771, 3)  # as comfyui_controlnet_aux (test_golden.py)
     _, one = run(image, "det.onnx", "pose.onnx", max_people=1)
     assert [len(f["people"]) for f in one] == [1, 1]
     _, whole = run(image, nodes.NO_DETECTOR, "pose.onnx")
@@ -319,6 +320,26 @@ def test_estimator_is_cached_across_executions(nodes, frames, env):
     run(image, "det.onnx", "pose.onnx", detector_channels="rgb")
     run(image, "det.onnx", "pose.onnx", max_people=1)
     assert len(nodes._ESTIMATORS) == nodes.CACHE_SIZE and first not in nodes._ESTIMATORS.values()
+
+
+def test_cpu_fallback_on_a_gpu_machine_is_said_on_the_node_and_in_the_log(
+    pack, nodes, frames, env, monkeypatch, caplog
+):
+    # As on a GPU: "auto" tries the torch backend first. The stand-in models are not
+    # official architectures, so they cannot be converted and run on onnxruntime (CPU).
+    runtime = sys.modules[pack.__name__ + ".comfyui_dwpose.runtime"]
+    monkeypatch.setattr(runtime, "_torch_has_gpu", lambda device: True)
+    nodes._ESTIMATORS.clear()
+    with caplog.at_level("WARNING"):
+        out = nodes.DWPoseEstimator().estimate(as_image(frames[:1]), "det.onnx", "pose.onnx")
+    nodes._ESTIMATORS.clear()
+    det, pose = out["ui"]["text"]
+    assert det.startswith("det.onnx: ") and pose.startswith("pose.onnx: the graph has no SimCC")
+    for text in (det, pose):
+        assert text.endswith("; running it on onnxruntime instead, on the CPU, much slower")
+        assert text in caplog.text
+    pose_map, _ = out["result"]
+    assert pose_map.shape == (1, 425, 640, 3)
 
 
 def test_progress_per_batch_and_interrupt_between_batches(nodes, frames, env, monkeypatch):
@@ -548,6 +569,17 @@ def test_install_warns_and_keeps_what_is_there(install, capsys):
         install.main({"onnxruntime": "1.20", "opencv-contrib-python": version}, run=commands.append)
         assert ("pose maps can differ" not in capsys.readouterr().out) == exact
     assert commands == []
+
+
+def test_gpu_needs_nothing_beyond_requirements_and_install_says_so(install, capsys):
+    # On a GPU the nodes convert the default .onnx models for ComfyUI's torch: that needs
+    # onnx (reading) and safetensors (keeping the result), so ComfyUI-Manager installs them.
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    names = {re.split(r"[<>=\s#]", line, maxsplit=1)[0] for line in lines if line[:1].isalpha()}
+    assert {"onnx", "safetensors", "torch", "scipy"} <= names
+    install.main({"onnxruntime": "1.20", "opencv-python": "4.12.0"}, run=list)
+    out = capsys.readouterr().out
+    assert install.GPU_NOTE in out and "onnxruntime-gpu" not in out
 
 
 def test_install_reads_this_pythons_distributions(install):

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..extras import require
 from .arch import ConversionError, NetConfig, candidates, choose, shape_text
 
 # Modules whose pickled objects may be replaced by placeholders: what training code writes
@@ -124,6 +125,7 @@ def read_state_dict(
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         return extract_state_dict(read_pth(path), branch), {}
+    require("safetensors", f"reading {path.name}")
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -196,9 +198,16 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     return model
 
 
-def save_safetensors(model: nn.Module, config: NetConfig, path: str | os.PathLike) -> Path:
-    """Write the model's state dict with its configuration as metadata, atomically."""
-    from safetensors.torch import save_file
+def save_safetensors(
+    model: nn.Module,
+    config: NetConfig,
+    path: str | os.PathLike,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write the model's state dict with its configuration (and `extra_metadata`) as
+    metadata, atomically."""
+    require("safetensors", f"writing {Path(path).name}")
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,10 +217,13 @@ def save_safetensors(model: nn.Module, config: NetConfig, path: str | os.PathLik
         "input_size": f"{config.input_size[0]}x{config.input_size[1]}",
         "num_keypoints": str(config.num_keypoints),
         "num_classes": str(config.num_classes),
+        **(extra_metadata or {}),
     }
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=metadata)
+        # Written by us rather than safetensors' save_file, which makes the file private
+        # (0600): the output gets the usual permissions, as every other file we write.
+        tmp.write_bytes(save(tensors, metadata=metadata))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
