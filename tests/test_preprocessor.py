@@ -216,7 +216,7 @@ def test_wrong_arguments_are_named(pre, images):
         pre([])
     with pytest.raises(TypeError, match=r"image 1: expected a PIL image.*got str"):
         pre([image, "dancer.jpg"])
-    with pytest.raises(ImageError, match=r"values go below 0.*\(tensor \+ 1\) / 2"):
+    with pytest.raises(ImageError, match=r"values span -0.5 to -0.5.*\(image \+ 1\) / 2"):
         pre(torch.full((3, 64, 64), -0.5))
     with pytest.raises(ImageError, match=r"image: expected a tensor of shape CxHxW"):
         pre(torch.zeros(2, 2, 3, 8, 8))
