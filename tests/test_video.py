@@ -412,15 +412,15 @@ def test_ctrl_c_stops_within_a_batch_and_a_rerun_finishes(
     """Case 6: Ctrl-C let the current video run to its end and dropped the queued ones.
     Now every running video stops within one batch of frames, nothing partial is left, a
     summary names what is unfinished, exit 130; the same command then finishes the job."""
-    sources = [encode(tmp_path / f"{name}.mp4", 40) for name in "abc"]
-    counting = Counting(estimator, interrupt_at=10)
+    sources = [encode(tmp_path / f"{name}.mp4", 24) for name in "ab"]
+    counting = Counting(estimator, interrupt_at=5)
     monkeypatch.setattr(cli_module, "_estimator", lambda args: counting)
     out = tmp_path / "out"
     args = [*sources, "-o", out, "--workers", workers]
     assert cli(standins, *args) == 130
     assert counting.after <= workers  # at most the batch each worker was in
     assert errors(capsys.readouterr()) == [
-        "dwpose: error: interrupted: 0 of 3 video(s) finished, 0 failed, 3 not finished "
+        "dwpose: error: interrupted: 0 of 2 video(s) finished, 0 failed, 2 not finished "
         f"({', '.join(map(str, sources))}); run the same command again to finish them"
     ]
     assert outputs_in(out) == []
@@ -496,7 +496,7 @@ def test_a_second_run_waits_for_the_first(standins, tmp_path, capsys):
 def test_a_killed_run_leaves_no_broken_output_and_a_rerun_finishes(standins, tmp_path, capsys):
     """Case 2: a run killed mid-way left broken files that a rerun called done. Now its
     partials never get the final names, and the next run removes them and does the job."""
-    source = encode(tmp_path / "long.mp4", 120)
+    source = encode(tmp_path / "long.mp4", 60)
     out = tmp_path / "out"
     first = dwpose_video(standins, source, "-o", out)
     wait_until(lambda: any(out.glob(".long.npz.*.partial.keypoints")), first)
