@@ -44,6 +44,7 @@ PARTS = {  # key: (points needed, COCO-WholeBody indices they fill)
     "foot_keypoints_2d": (6, schema.FEET),
 }
 INT64 = (-(2**63), 2**63 - 1)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class PoseKeypointError(ValueError):
@@ -137,7 +138,7 @@ def _frame(entry: object, where: str, coordinates: str) -> dict:
     for i, person in enumerate(people):
         if person.get("box") is None or not np.isfinite(boxes[i]).all():
             boxes[i] = _bounds(keypoints[i], scores[i] > 0)
-        if not math.isfinite(box_scores[i]):
+        if not abs(box_scores[i]) <= FLOAT32_MAX:  # NaN, or no float32
             box_scores[i] = 0.0
     track_ids = np.asarray(ids, np.int64) if ids and None not in ids else None
     return {
@@ -251,9 +252,11 @@ def _from_parts(parts: dict, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _hide_undrawable(keypoints: np.ndarray, scores: np.ndarray) -> None:
-    """NaN, infinite and absurd points (and NaN scores) become unseen: (0, 0), score 0."""
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.abs(keypoints) <= MAX_COORDINATE).all(axis=-1) | ~np.isfinite(scores)
+    """NaN, infinite and absurd points (and scores that are NaN or beyond float32) become
+    unseen: (0, 0), score 0."""
+    with np.errstate(invalid="ignore", over="ignore"):  # scores are kept as float32
+        bad = ~(np.abs(keypoints) <= MAX_COORDINATE).all(axis=-1)
+        bad |= ~np.isfinite(scores.astype(np.float32))
     keypoints[bad] = 0.0
     scores[bad] = 0.0
 
