@@ -22,8 +22,6 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 LOCKS = ".dwpose-locks"
 # The output side is broken for every file after these, not just for one: stop the batch.
 FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -152,6 +150,8 @@ def locked(
     (timeout -1), or `timeout` seconds before `OutputBusy` (0: at once). `on_wait` is
     called when it has to wait. The OS releases the lock of a process that dies.
     """
+    from filelock import FileLock, Timeout  # here: `import comfyui_dwpose` stays light
+
     path = Path(path)
     lock_file = lock_path(path)
     try:
