@@ -145,7 +145,9 @@ def run(args: argparse.Namespace, videos: list[Path], estimator) -> Report:
                     tqdm.write(f"waiting for another dwpose run to finish {names}")
                 running = {pool.submit(one, p, wait_for_others): p for p in todo}
                 while running:
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    # Wake up now and then: a Ctrl-C that a native thread received reaches
+                    # the main thread only when it runs Python again.
+                    done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
                     for future in done:
                         path, status = running.pop(future), future.result()
                         if status == "busy":

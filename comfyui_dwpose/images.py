@@ -45,13 +45,15 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         with Image.open(path) as img:  # reads the header only
             if img.width * img.height == 0:
                 raise ImageError(f"{path}: the image has no pixels ({img.width}x{img.height})")
-            check_image_size(img.width, img.height, str(path))
+            check_image_size(img.width, img.height, f"{path}: too large to decode")
             img.load()
             ImageOps.exif_transpose(img, in_place=True)
             return as_rgb_uint8(pil_to_array(img), name=str(path))
     except UnidentifiedImageError as exc:
         raise ImageError(f"{path}: not an image file, or a corrupt one ({exc})") from exc
-    except (Image.DecompressionBombError, SizeLimitError) as exc:
+    except SizeLimitError as exc:
+        raise ImageError(str(exc)) from None
+    except Image.DecompressionBombError as exc:
         raise ImageError(f"{path}: too large to decode ({exc})") from exc
     except OSError as exc:  # PIL reports truncated and broken data as OSError
         raise ImageError(f"{path}: the image data is corrupt or truncated ({exc})") from exc
