@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from . import cli_video, files, hub
@@ -25,7 +26,7 @@ from .images import ImageError, load_image, save_image
 from .limits import SizeLimitError, check_map_size
 from .pose_keypoint import COORDINATES, PoseKeypointError
 from .render import BODY_STICK_WIDTH, map_size, render_pose
-from .result import DEFAULT_THRESHOLD, PoseFrame, load_json, save_json, to_pose_keypoint
+from .result import DEFAULT_THRESHOLD, PoseFrame, dumps, load_json, to_pose_keypoint
 from .runtime import BackendUnavailableError, ModelLoadError
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -482,8 +483,11 @@ def _draw(frame: PoseFrame, args: argparse.Namespace) -> np.ndarray:
 
 
 def _write_frame(frame: PoseFrame, stem: Path, args: argparse.Namespace) -> None:
-    save_image(_draw(frame, args), stem.with_name(stem.name + ".png"))
-    save_json(to_pose_keypoint(frame, args.threshold), stem.with_name(stem.name + ".json"))
+    """The map and its JSON, both or neither (a full disk leaves no lone map)."""
+    names = [stem.with_name(stem.name + suffix) for suffix in (".png", ".json")]
+    with files.replacing_together(names) as (png, json):
+        Image.fromarray(_draw(frame, args)).save(png, format="PNG")
+        json.write_text(dumps(to_pose_keypoint(frame, args.threshold)), encoding="utf-8")
 
 
 def _collect_images(inputs: list[str]) -> list[Path]:

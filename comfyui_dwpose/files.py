@@ -72,15 +72,26 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary name to write `path` under; it replaces `path` when the block
     ends without an error and is deleted otherwise. An OS error (permissions, disk full,
     `path` is a folder) becomes an `OutputError` naming `path`."""
-    path = Path(path)
-    partial = partial_name(path)
-    try:
+    with replacing_together([path]) as [partial]:
         yield partial
-        commit(partial, path)
+
+
+@contextlib.contextmanager
+def replacing_together(paths: Iterable[str | os.PathLike]) -> Iterator[list[Path]]:
+    """`replacing` for outputs that belong together (a map and its JSON): none is renamed
+    into place unless all were written. An OS error names the file it came from, or all."""
+    paths = [Path(p) for p in paths]
+    partials = [partial_name(p) for p in paths]
+    try:
+        yield partials
+        for partial, path in zip(partials, paths):
+            commit(partial, path)
     except OSError as exc:
-        raise OutputError(describe(path, exc), exc.errno) from exc
+        named = {str(partial): path for partial, path in zip(partials, paths)}
+        where = named.get(str(exc.filename)) or ", ".join(map(str, paths))
+        raise OutputError(describe(where, exc), exc.errno) from exc
     finally:
-        remove([partial])
+        remove(partials)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -89,7 +100,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         partial.write_text(text, encoding="utf-8")
 
 
-def describe(path: Path, exc: OSError) -> str:
+def describe(path: Path | str, exc: OSError) -> str:
     """One line: which path, and what the OS said."""
     return f"cannot write {path}: {reason(exc)}"
 

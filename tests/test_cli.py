@@ -440,12 +440,12 @@ def test_disk_full_stops_the_batch_and_leaves_no_partial(tmp_path, coco_images, 
     monkeypatch.setattr(Image.Image, "save", save_until_full)
     assert main(["pose", str(tmp_path / "in"), "-o", str(tmp_path / "out"), *models]) == 1
     assert errors(capsys.readouterr()) == [
-        f"dwpose: error: cannot write {tmp_path / 'out' / 'b.png'}: No space left on device "
-        "(free some space, or write elsewhere)",
+        f"dwpose: error: cannot write {tmp_path / 'out' / 'b.png'}, {tmp_path / 'out' / 'b.json'}: "
+        "No space left on device (free some space, or write elsewhere)",
         f"dwpose: error: stopped: 1 of 3 image(s) finished, 0 failed, 2 not finished "
         f"({images[1]}, {images[2]}); run the same command again to finish them",
     ]
-    assert outputs_in(tmp_path / "out") == ["a.json", "a.png"]  # no partial file left
+    assert outputs_in(tmp_path / "out") == ["a.json", "a.png"]  # no partial, no lone map
 
 
 def test_read_only_output_folder_is_refused_before_any_work(tmp_path, coco_images, models,
