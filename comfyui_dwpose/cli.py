@@ -21,13 +21,14 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import cli_video, files, hub
+from . import cli_retarget, cli_video, files, hub
 from .images import ImageError, load_image, save_image
 from .limits import SizeLimitError, check_map_size
 from .pose_keypoint import COORDINATES, PoseKeypointError
 from .render import BODY_STICK_WIDTH, map_size, render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame, dumps, load_json, to_pose_keypoint
 from .runtime import BackendUnavailableError, ModelLoadError
+from .train import cli as train_cli
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -114,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_drawing(render)
     render.set_defaults(run=_run_render)
+    cli_retarget.add_parser(commands)
 
     convert = commands.add_parser(
         "convert",
@@ -155,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_model_source(convert)
     convert.set_defaults(run=_run_convert)
+    train_cli.add_parsers(commands)
     return parser
 
 
