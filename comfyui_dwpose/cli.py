@@ -384,7 +384,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         models_dir=args.models_dir,
         local_files_only=True if args.offline else None,
     )
-    if code := _prepare_output(args.output.parent, [args.output], [Path(source)]):
+    if code := _prepare_output(args.output.parent, [args.output], [Path(source)], "another output"):
         return code
     try:
         net = load_net(source, args.arch, args.input_size, "teacher" if args.teacher else "student")
@@ -430,11 +430,13 @@ def _run_render(args: argparse.Namespace) -> int:
     return _each(args.inputs, one, args.output, "file")
 
 
-def _prepare_output(folder: Path, planned: list[Path], inputs: list[Path]) -> int:
+def _prepare_output(
+    folder: Path, planned: list[Path], inputs: list[Path], hint: str = "another output folder"
+) -> int:
     """Refuse outputs that would replace inputs and folders that cannot be written, before
     any work: EXIT_USAGE with the message, else 0."""
     try:
-        files.refuse_inputs(planned, inputs, ": choose another output folder (-o)")
+        files.refuse_inputs(planned, inputs, f": choose {hint} (-o)")
         files.check_folder(folder)
     except files.OutputError as exc:
         return _usage(str(exc))

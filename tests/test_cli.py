@@ -251,6 +251,13 @@ def test_outputs_never_replace_inputs(tmp_path, coco_images, models, capsys):
     assert main(["pose", str(photo), "-o", str(tmp_path / "same"), *models]) == 2
     assert "would replace the input" in capsys.readouterr().err
     assert photo.read_bytes() == before and outputs_in(tmp_path) == ["photo.png", "same"]
+    # retarget: the output is the dance it reads
+    dance = tmp_path / "dance.json"
+    dance.write_text(json.dumps([{"canvas_width": 8, "canvas_height": 8, "people": []}]))
+    assert main(["retarget", str(dance), "--reference", str(dance), "-o", str(dance)]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"{dance} would replace the input {dance}: choose another output (-o)\n"
+    )
     # render: a POSE_KEYPOINT file named .png would be replaced by its own map
     (tmp_path / "poses.png").write_text(json.dumps([{"canvas_width": 8, "canvas_height": 8}]))
     assert main(["render", str(tmp_path / "poses.png"), "-o", str(tmp_path)]) == 2
@@ -262,8 +269,11 @@ def test_convert_never_replaces_its_input(tmp_path, tiny_models, capsys):
     shutil.copy(tiny_models["pose"], model)
     assert main(["convert", str(model), "-o", str(model)]) == 2
     assert capsys.readouterr().err == (
-        f"dwpose: error: {model} would replace the input {model}: choose another output "
-        "folder (-o)\n"
+        f"dwpose: error: {model} would replace the input {model}: choose another output (-o)\n"
+    )
+    assert main(["export", str(model), "-o", str(model)]) == 2  # the trainer's export
+    assert capsys.readouterr().err.endswith(
+        f"{model} would replace the input {model}: choose another output (-o)\n"
     )
     assert model.read_bytes() == tiny_models["pose"].read_bytes()
     (tmp_path / "x.onnx").mkdir()  # case 7: the output is a folder
