@@ -29,6 +29,7 @@ from .comfyui_dwpose.hub import (
     resolve_model,
 )
 from .comfyui_dwpose.images import as_rgb_uint8
+from .comfyui_dwpose.limits import check_map_size
 from .comfyui_dwpose.render import BODY_STICK_WIDTH, map_size, render_pose
 from .comfyui_dwpose.result import (
     DEFAULT_THRESHOLD,
@@ -282,6 +283,7 @@ class DWPoseEstimator:
     ) -> tuple[torch.Tensor, list[dict]] | dict:
         _check_image(image)
         options = _drawing_options(drawing)
+        check_map_size(*map_size(image.shape[2], image.shape[1], options["resolution"]))
         estimator = get_estimator(
             detector, pose_model, detector_channels, max_people, whole_image_fallback
         )

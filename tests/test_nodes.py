@@ -671,3 +671,27 @@ def test_api_workflow_is_the_ui_workflow(pack):
             for name, value in zip(widgets, node["widgets_values"]):
                 if name not in linked:
                     assert entry["inputs"][name] == value, (node["type"], name)
+
+
+def test_malformed_pose_keypoint_and_huge_maps_are_refused_before_work(nodes, frames, env):
+    """Issue 12, cases 3 and 4 in ComfyUI: one message naming the frame and the field;
+    a map beyond the size limits refused before the models run or memory is taken."""
+    bad = [{"canvas_width": 64, "canvas_height": 48, "people": []},
+           {"canvas_width": 64, "canvas_height": 48, "people": [{"box": [1, 2, 3]}]}]  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        nodes.DWPoseRender().render(bad)
+    assert str(info.value) == (
+        "POSE_KEYPOINT: frame 1: people[0].box: expected [x1, y1, x2, y2] or "
+        "[x1, y1, x2, y2, score], got 3 numbers"
+    )
+    height, width = frames.shape[1:3]  # 16384 on the short side: the long side is too long
+    long_side = round(width * 16384 / height)
+    with pytest.raises(ValueError) as info:
+        nodes.DWPoseEstimator().estimate(
+            as_image(frames[:1]), "det.onnx", "pose.onnx", resolution=16384
+        )
+    assert str(info.value) == (
+        f"a {long_side}x16384 pose map is beyond the limit of 32,768 pixels a side and "
+        "268,435,456 pixels in all (about 768 MiB): choose a smaller resolution, or raise "
+        "$DWPOSE_MAX_MAP_SIDE / $DWPOSE_MAX_MAP_PIXELS"
+    )
