@@ -20,6 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..files import OutputError
 from ..hub import file_sha256
 from ..runtime import parse_size
 from .arch import ConversionError, NetConfig
@@ -121,7 +122,7 @@ def load_converted(path: str | os.PathLike) -> Net:
     for place in places:
         try:
             save_safetensors(net.module, net.config, place, extra)
-        except (OSError, ImportError) as exc:  # a read-only folder; safetensors missing
+        except (OSError, OutputError, ImportError) as exc:  # read-only folder; no safetensors
             log.info("%s: cannot keep the converted weights at %s (%s)", path.name, place, exc)
             continue
         log.info("%s: converted weights kept at %s", path.name, place)
