@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from . import schema
-from .raster import Drawing
+from .raster import thick_lines
 from .result import DEFAULT_THRESHOLD, PoseFrame, openpose18
 
 BODY_STICK_WIDTH = 4  # half-width of a body limb ellipse, in pixels
@@ -21,7 +22,7 @@ BODY_POINT_RADIUS = 4
 HAND_POINT_RADIUS = 4
 FACE_POINT_RADIUS = 3
 BODY_DIM = 0.6  # limbs are dimmed before the joints are drawn on top
-# colour × 0.6 truncated to uint8, as a table.
+# canvas × 0.6 truncated to uint8, as a table: no float copy of a large canvas.
 _DIM_TABLE = (np.arange(256, dtype=np.uint8) * BODY_DIM).astype(np.uint8)
 
 
@@ -106,7 +107,6 @@ def render_pose(
 
     kp, sc = to_canvas(frame.keypoints), frame.scores.astype(np.float64)
     canvas = np.zeros((height, width, 3), np.uint8)
-    drawing = Drawing()  # OpenCV 4.12's pixels whatever OpenCV is installed (raster.py)
 
     if body:
         points, visible = openpose18(frame.keypoints, sc, threshold)
@@ -118,45 +118,39 @@ def render_pose(
             visible = np.concatenate([visible, sc[:, schema.FEET] > threshold], axis=1)
             limbs.append((schema.FOOT_LIMBS, schema.FOOT_COLORS))
             joint_colors += list(schema.FOOT_COLORS)
-        # Upstream dims the whole canvas after the limbs; on black that is the limbs' colours.
         for pairs, colors in limbs:
             for (a, b), color in zip(pairs, colors):
                 for n in range(len(frame)):
                     if visible[n, a] and visible[n, b]:
-                        _draw_limb(
-                            drawing,
-                            points[n, a],
-                            points[n, b],
-                            stick_width,
-                            _DIM_TABLE[list(color)],
-                        )
+                        _draw_limb(canvas, points[n, a], points[n, b], stick_width, color)
+        cv2.LUT(canvas, _DIM_TABLE, dst=canvas)
         for j, color in enumerate(joint_colors):
             for n in range(len(frame)):
                 if visible[n, j]:
                     x, y = points[n, j]
-                    drawing.circle((int(x), int(y)), BODY_POINT_RADIUS, color)
+                    cv2.circle(canvas, (int(x), int(y)), BODY_POINT_RADIUS, color, thickness=-1)
 
     if hands:
         for part in (schema.LEFT_HAND, schema.RIGHT_HAND):
             for n in range(len(frame)):
-                _draw_hand(drawing, kp[n, part], sc[n, part] >= threshold)
+                _draw_hand(canvas, kp[n, part], sc[n, part] >= threshold)
 
     if face:
         for n in range(len(frame)):
             for x, y in _pixels(kp[n, schema.FACE], sc[n, schema.FACE] >= threshold):
-                drawing.circle((x, y), FACE_POINT_RADIUS, schema.FACE_POINT_COLOR)
-    drawing.paint(canvas)
+                cv2.circle(canvas, (x, y), FACE_POINT_RADIUS, schema.FACE_POINT_COLOR, thickness=-1)
     return canvas
 
 
-def _draw_limb(drawing: Drawing, a: np.ndarray, b: np.ndarray, half_width: int, color) -> None:
+def _draw_limb(canvas: np.ndarray, a: np.ndarray, b: np.ndarray, half_width: int, color) -> None:
     """A limb is a filled ellipse polygon between two joints (OpenCV LINE_8, 1° steps)."""
     xa, ya = float(a[0]), float(a[1])
     xb, yb = float(b[0]), float(b[1])
     length = ((ya - yb) ** 2 + (xa - xb) ** 2) ** 0.5
     angle = math.degrees(math.atan2(ya - yb, xa - xb))
     center = (int((xa + xb) / 2), int((ya + yb) / 2))
-    drawing.ellipse(center, (int(length / 2), half_width), int(angle), color)
+    polygon = cv2.ellipse2Poly(center, (int(length / 2), half_width), int(angle), 0, 360, 1)
+    cv2.fillConvexPoly(canvas, polygon, color)
 
 
 def _pixels(points: np.ndarray, visible: np.ndarray) -> list[tuple[int, int]]:
@@ -169,12 +163,18 @@ def _pixels(points: np.ndarray, visible: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _draw_hand(drawing: Drawing, points: np.ndarray, visible: np.ndarray) -> None:
+def _draw_hand(canvas: np.ndarray, points: np.ndarray, visible: np.ndarray) -> None:
     xy = [(int(x), int(y)) for x, y in points.tolist()]
     shown = [bool(v) and x >= 1 and y >= 1 for v, (x, y) in zip(visible.tolist(), xy)]
-    for (i, j), color in zip(schema.HAND_EDGES, HAND_EDGE_COLORS):
-        if shown[i] and shown[j]:
-            drawing.line(xy[i], xy[j], HAND_LINE_THICKNESS, color)
+    edges = [
+        (xy[i], xy[j], color)
+        for (i, j), color in zip(schema.HAND_EDGES, HAND_EDGE_COLORS)
+        if shown[i] and shown[j]
+    ]
+    if edges:  # cv2.line as OpenCV 4.12 draws it, whatever OpenCV is installed; the
+        # line ends are left out: the hand points' circles cover them.
+        starts, ends, colors = zip(*edges)
+        thick_lines(canvas, starts, ends, HAND_LINE_THICKNESS, colors, caps=False)
     for p, s in zip(xy, shown):
         if s:
-            drawing.circle(p, HAND_POINT_RADIUS, schema.HAND_POINT_COLOR)
+            cv2.circle(canvas, p, HAND_POINT_RADIUS, schema.HAND_POINT_COLOR, thickness=-1)
