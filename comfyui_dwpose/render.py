@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from . import schema
-from .raster import thick_lines
+from .raster import thick_line
 from .result import DEFAULT_THRESHOLD, PoseFrame, openpose18
 
 BODY_STICK_WIDTH = 4  # half-width of a body limb ellipse, in pixels
@@ -166,15 +166,9 @@ def _pixels(points: np.ndarray, visible: np.ndarray) -> list[tuple[int, int]]:
 def _draw_hand(canvas: np.ndarray, points: np.ndarray, visible: np.ndarray) -> None:
     xy = [(int(x), int(y)) for x, y in points.tolist()]
     shown = [bool(v) and x >= 1 and y >= 1 for v, (x, y) in zip(visible.tolist(), xy)]
-    edges = [
-        (xy[i], xy[j], color)
-        for (i, j), color in zip(schema.HAND_EDGES, HAND_EDGE_COLORS)
-        if shown[i] and shown[j]
-    ]
-    if edges:  # cv2.line as OpenCV 4.12 draws it, whatever OpenCV is installed; the
-        # line ends are left out: the hand points' circles cover them.
-        starts, ends, colors = zip(*edges)
-        thick_lines(canvas, starts, ends, HAND_LINE_THICKNESS, colors, caps=False)
+    for (i, j), color in zip(schema.HAND_EDGES, HAND_EDGE_COLORS):
+        if shown[i] and shown[j]:  # cv2.line as OpenCV 4.12 draws it, under any OpenCV
+            thick_line(canvas, xy[i], xy[j], HAND_LINE_THICKNESS, color)
     for p, s in zip(xy, shown):
         if s:
             cv2.circle(canvas, p, HAND_POINT_RADIUS, schema.HAND_POINT_COLOR, thickness=-1)
