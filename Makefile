@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DETECTOR ?= yolox_l.onnx
 POSE_MODEL ?= dw-ll_ucoco_384.onnx
 
-.PHONY: demo test install dev lint
+.PHONY: demo test install dev lint xtcocotools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ install: $(BIN)/python
 dev: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[onnx,dev]'
+	$(MAKE) xtcocotools
+
+# COCO-WholeBody evaluation (dwpose eval). xtcocotools 1.14.3's wheels are built for numpy 1
+# and fail to import under numpy 2: build it from source against the installed numpy.
+xtcocotools: $(BIN)/python
+	$(BIN)/pip install -q cython setuptools
+	$(BIN)/pip install -q --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
 
 demo: install
 	$(BIN)/dwpose pose assets/skier.jpg -o out/demo --detector $(DETECTOR) --pose-model $(POSE_MODEL)

@@ -385,6 +385,91 @@ class DWPoseTrackSmooth:
         return (to_pose_keypoint(list(tracked), threshold),)
 
 
+class DWPoseRetarget:
+    """POSE_KEYPOINT of a dance + a reference pose or image -> the dance on the reference's
+    proportions (comfyui_dwpose.retarget), as POSE_KEYPOINT on the reference's canvas."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "The dance: one dict per video frame, in order (tracked by DWPose Track & Smooth for several dancers)."}),
+                "mode": (["bones", "global"], {
+                    "default": "bones",
+                    "tooltip": "bones: every limb takes the reference's length, keeping the dance's directions. global: one scale for the whole body.",
+                }),
+                "anchor": (["auto", "neck", "hips", "ground"], {
+                    "default": "auto",
+                    "tooltip": "Where the first frame lands on the reference. ground: feet on its foot line, planted feet do not slide. auto: ground when both show feet, else neck.",
+                }),
+                "person": ("INT", {
+                    "default": -1, "min": -1, "max": 100000,
+                    "tooltip": "Track id (person_id) of the dancer to move; -1: the main dancer.",
+                }),
+                "reference_person": ("INT", {
+                    "default": -1, "min": -1, "max": 1000,
+                    "tooltip": "Which person of the reference, by position in its list; -1: the largest.",
+                }),
+                "threshold": ("FLOAT", {
+                    "default": DEFAULT_THRESHOLD, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "Keypoint score needed to count a point as seen (use the estimator's).",
+                }),
+            },
+            "optional": {
+                "reference_pose": ("POSE_KEYPOINT", {"tooltip": "The character's pose (its first frame). Connect this or reference_image."}),
+                "reference_image": ("IMAGE", {"tooltip": "The character's image, run through DWPose with the models below."}),
+                "detector": (model_choices("detector"), {
+                    "default": DEFAULT_DETECTOR, "tooltip": "Person detector for reference_image.",
+                }),
+                "pose_model": (model_choices("pose"), {
+                    "default": DEFAULT_POSE_MODEL, "tooltip": "Pose model for reference_image.",
+                }),
+            },
+        }  # fmt: skip
+
+    RETURN_TYPES = ("POSE_KEYPOINT",)
+    RETURN_NAMES = ("pose_keypoint",)
+    OUTPUT_TOOLTIPS = (
+        "The dance on the reference's proportions and canvas; draw it with DWPose Render.",
+    )
+    FUNCTION = "retarget"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Move a dance onto a character's proportions (limb lengths, head and hand sizes) before drawing, so the video model is not shown the dancer's body."
+
+    def retarget(
+        self,
+        pose_keypoint: list[dict] | dict,
+        mode: str = "bones",
+        anchor: str = "auto",
+        person: int = -1,
+        reference_person: int = -1,
+        threshold: float = DEFAULT_THRESHOLD,
+        reference_pose: list[dict] | dict | None = None,
+        reference_image: torch.Tensor | None = None,
+        detector: str = DEFAULT_DETECTOR,
+        pose_model: str = DEFAULT_POSE_MODEL,
+    ) -> tuple[list[dict]]:
+        from .comfyui_dwpose.retarget import retarget
+
+        if (reference_pose is None) == (reference_image is None):
+            raise ValueError("connect one reference: reference_pose or reference_image")
+        if reference_image is not None:
+            _check_image(reference_image)
+            reference = get_estimator(detector, pose_model)(_frames(reference_image, 0, 1)[0])
+        else:
+            references = from_pose_keypoint(reference_pose)
+            if not references:
+                raise ValueError("reference_pose holds no frames")
+            reference = references[0]
+        frames = from_pose_keypoint(pose_keypoint)
+        out = retarget(
+            frames, reference, mode=mode, anchor=anchor, threshold=threshold,
+            person=None if person < 0 else person,
+            reference_person=None if reference_person < 0 else reference_person,
+        )  # fmt: skip
+        return (to_pose_keypoint(out, threshold),)
+
+
 class DWPoseSaveKeypoints:
     """Write POSE_KEYPOINT to the output folder as one JSON file (`dwpose render` reads it)."""
 
@@ -448,11 +533,13 @@ NODE_CLASS_MAPPINGS = {
     "DWPoseWB_Estimator": DWPoseEstimator,
     "DWPoseWB_Render": DWPoseRender,
     "DWPoseWB_TrackSmooth": DWPoseTrackSmooth,
+    "DWPoseWB_Retarget": DWPoseRetarget,
     "DWPoseWB_SaveKeypoints": DWPoseSaveKeypoints,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "DWPoseWB_Estimator": "DWPose Whole-Body Estimator",
     "DWPoseWB_Render": "DWPose Render Keypoints",
     "DWPoseWB_TrackSmooth": "DWPose Track & Smooth (video)",
+    "DWPoseWB_Retarget": "DWPose Retarget",
     "DWPoseWB_SaveKeypoints": "DWPose Save Keypoints (JSON)",
 }

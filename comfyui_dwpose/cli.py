@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import cli_video, hub
+from . import cli_retarget, cli_video, hub
 from .images import ImageError, load_image, save_image
 from .render import BODY_STICK_WIDTH, map_size, render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame, load_json, save_json, to_pose_keypoint
 from .runtime import BackendUnavailableError, ModelLoadError
+from .train import cli as train_cli
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_drawing(render)
     render.set_defaults(run=_run_render)
+    cli_retarget.add_parser(commands)
 
     convert = commands.add_parser(
         "convert",
@@ -133,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_model_source(convert)
     convert.set_defaults(run=_run_convert)
+    train_cli.add_parsers(commands)
     return parser
 
 

@@ -42,6 +42,10 @@ class DWPosePreprocessor:
     Takes the models and options `DWPose` takes (registry names, Hub references
     "owner/repo/file.onnx" or local paths; `detector_score`, `max_people`, ...).
     `device=None` picks the best accelerator the backend has, as `DWPose(device="auto")`.
+
+    `reference`: a character image (estimated once, here) or its `PoseFrame`. The poses
+    are then retargeted onto its proportions before drawing (`comfyui_dwpose.retarget`:
+    bones, anchored automatically), and the maps take its canvas and aspect ratio.
     """
 
     def __init__(
@@ -50,11 +54,20 @@ class DWPosePreprocessor:
         pose_model: str | os.PathLike = DEFAULT_POSE_MODEL,
         backend: str = "auto",
         device: str | None = None,
+        *,
+        reference: PoseFrame | Image.Image | np.ndarray | torch.Tensor | None = None,
         **options,
     ):
         self.device = "auto" if device is None else str(device)
         self._models = (detector, pose_model, backend, options)  # to rebuild on another device
         self.estimator = DWPose(detector, pose_model, backend, self.device, **options)
+        if reference is not None and not isinstance(reference, PoseFrame):
+            reference = self.estimator(_one_image(reference, "reference"))
+            if len(reference) == 0:
+                raise ValueError(
+                    "nobody was found in the reference image: nothing to retarget onto"
+                )
+        self.reference = reference
 
     @classmethod
     def from_pretrained(
@@ -133,7 +146,8 @@ class DWPosePreprocessor:
         output_type: "pil" gives a PIL image for one image and a list for a list; "np" a
             float32 array (B,H,W,3) in 0-1 and "pt" a float32 torch tensor (B,3,H,W) in 0-1,
             batched even for one image (B=1), as diffusers pipelines expect.
-        return_keypoints: also return the `PoseFrame`s (one, or a list), in image pixels.
+        return_keypoints: also return the `PoseFrame`s (one, or a list), in image pixels
+            (with a `reference`: retargeted, in the reference's pixels).
         threshold, stick_width: as `render_pose` ("xinsr" for xinsir's SDXL ControlNet).
         track: the images are a video's frames, in order: give each person a stable id
             across them (`PoseFrame.track_ids`).
@@ -155,7 +169,10 @@ class DWPosePreprocessor:
                     f"{name}_resolution must be a whole number of pixels >= 0 or None, got {value!r}"
                 )
         images, single = _as_images(image)
-        sizes = [_control_size(img.shape[1], img.shape[0], image_resolution or 0) for img in images]
+        canvases = [(img.shape[1], img.shape[0]) for img in images]
+        if self.reference is not None:  # the poses are drawn on the reference's canvas
+            canvases = [(self.reference.width, self.reference.height)] * len(images)
+        sizes = [_control_size(w, h, image_resolution or 0) for w, h in canvases]
         if output_type != "pil" and len(set(sizes)) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(set(sizes)))
             raise ValueError(
@@ -168,6 +185,10 @@ class DWPosePreprocessor:
         frames = self._estimate(images, detect_resolution or 0)
         if track or smooth:
             frames = _tracked(frames, smooth, fps)
+        if self.reference is not None:
+            from .retarget import retarget
+
+            frames = retarget(frames, self.reference, threshold=threshold)
         maps = [
             render_pose(
                 frame, width, height, threshold=threshold, body=include_body,

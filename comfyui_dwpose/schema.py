@@ -18,6 +18,14 @@ RIGHT_HAND = slice(112, 133)
 NECK = -1
 OPENPOSE18_FROM_COCO = (0, NECK, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
 LEFT_SHOULDER, RIGHT_SHOULDER = 5, 6
+LEFT_WRIST, RIGHT_WRIST = 9, 10
+LEFT_HIP, RIGHT_HIP = 11, 12
+NOSE = 0
+# Left/right counterparts among the body and foot points (COCO-WholeBody's flip pairs).
+MIRROR_PAIRS = (
+    (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16),
+    (17, 20), (18, 21), (19, 22),
+)  # fmt: skip
 OP18_R_EYE, OP18_L_EYE = 14, 15
 OP18_R_ANKLE, OP18_L_ANKLE = 10, 13
 
@@ -40,6 +48,7 @@ HAND_EDGES = tuple(
     for finger in range(5)
     for step in range(4)
 )
+HAND_MCPS = (5, 9, 13, 17)  # hand-local knuckles of the four fingers: the palm's extent
 HAND_POINT_COLOR = (0, 0, 255)
 FACE_POINT_COLOR = (255, 255, 255)
 
@@ -51,3 +60,26 @@ FOOT_LIMBS = (
     (OP18_R_ANKLE, 21), (21, 22), (OP18_R_ANKLE, 23),
 )  # fmt: skip
 FOOT_COLORS = ((0, 0, 255),) * 3 + ((0, 255, 255),) * 3
+
+# Mirror symmetry, for flip augmentation and flip test: after a horizontal flip, point i
+# takes the label FLIP_INDICES[i] (COCO-WholeBody's left/right pairs over all 133 points).
+_FACE_PAIRS = (
+    *((i, 16 - i) for i in range(8)),  # jaw line
+    *((i, 43 - i) for i in range(17, 22)),  # eyebrows
+    (31, 35), (32, 34),  # nostrils
+    (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),  # eyes
+    (48, 54), (49, 53), (50, 52), (55, 59), (56, 58),  # outer lips
+    (60, 64), (61, 63), (65, 67),  # inner lips
+)  # fmt: skip
+_MIRROR_PAIRS = (
+    *MIRROR_PAIRS,  # body and feet
+    *((FACE.start + a, FACE.start + b) for a, b in _FACE_PAIRS),
+    *((LEFT_HAND.start + i, RIGHT_HAND.start + i) for i in range(21)),
+)
+FLIP_INDICES = tuple(
+    next((b if i == a else a for a, b in _MIRROR_PAIRS if i in (a, b)), i)
+    for i in range(NUM_KEYPOINTS)
+)
+# Half-body augmentation keeps the upper (head, arms) or the lower (hips, legs, feet) points.
+UPPER_BODY_IDS = tuple(range(11))
+LOWER_BODY_IDS = tuple(range(11, 23))

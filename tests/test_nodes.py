@@ -159,7 +159,8 @@ def test_pack_loads_like_comfyui_and_uses_its_bundled_library(pack, nodes):
 def test_node_keys_are_prefixed_and_free_of_controlnet_aux_keys(pack):
     keys = list(pack.NODE_CLASS_MAPPINGS)
     assert keys == [
-        "DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_TrackSmooth", "DWPoseWB_SaveKeypoints"
+        "DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_TrackSmooth", "DWPoseWB_Retarget",
+        "DWPoseWB_SaveKeypoints",
     ]  # fmt: skip
     assert not set(keys) & CONTROLNET_AUX_KEYS
     names = list(pack.NODE_DISPLAY_NAME_MAPPINGS.values())
@@ -185,7 +186,13 @@ def check_input(name: str, spec: tuple) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_TrackSmooth", "DWPoseWB_SaveKeypoints"],
+    [
+        "DWPoseWB_Estimator",
+        "DWPoseWB_Render",
+        "DWPoseWB_TrackSmooth",
+        "DWPoseWB_Retarget",
+        "DWPoseWB_SaveKeypoints",
+    ],
 )
 def test_node_class_is_well_formed(pack, key):
     cls = pack.NODE_CLASS_MAPPINGS[key]
@@ -436,6 +443,44 @@ def test_track_smooth_node_gives_ids_and_steadier_video_poses(nodes, frames, env
         node.track([])
 
 
+def test_retarget_node_moves_the_dance_onto_a_reference_pose_or_image(pack, nodes, frames, env):
+    _, raw = nodes.DWPoseEstimator().estimate(as_image(frames), "det.onnx", "pose.onnx")
+    (tracked,) = nodes.DWPoseTrackSmooth().track(raw, smooth=False)
+    node = nodes.DWPoseRetarget()
+    library = importlib.import_module(f"{pack.__name__}.comfyui_dwpose.retarget")
+    driving = nodes.from_pose_keypoint(tracked)
+
+    # Onto a pose: the first frame of a POSE_KEYPOINT (here the second video frame's).
+    (out,) = node.retarget(tracked, anchor="hips", reference_pose=raw[1:])
+    reference = nodes.from_pose_keypoint(raw[1])[0]
+    expected = library.retarget(driving, reference, anchor="hips")
+    got = nodes.from_pose_keypoint(out)
+    assert [len(f) for f in got] == [1, 1]  # the main dancer onto the largest person
+    assert all(np.allclose(g.keypoints, e.keypoints) for g, e in zip(got, expected))
+    assert [p["person_id"] for e in out for p in e["people"]] == [
+        int(f.track_ids[0]) for f in expected
+    ]
+
+    # Onto an image: DWPose finds its people first; the canvas becomes the image's.
+    half = np.ascontiguousarray(frames[0][:, : frames.shape[2] // 2])
+    (out,) = node.retarget(tracked, person=1, reference_image=as_image(half[None]),
+                           detector="det.onnx", pose_model="pose.onnx")  # fmt: skip
+    found = nodes.get_estimator("det.onnx", "pose.onnx")(half)
+    expected = library.retarget(driving, found, person=1)
+    got = nodes.from_pose_keypoint(out)
+    assert (out[0]["canvas_width"], out[0]["canvas_height"]) == (half.shape[1], half.shape[0])
+    assert all(np.allclose(g.keypoints, e.keypoints) for g, e in zip(got, expected))
+
+    with pytest.raises(ValueError, match="connect one reference"):
+        node.retarget(tracked)
+    with pytest.raises(ValueError, match="connect one reference"):
+        node.retarget(tracked, reference_pose=raw, reference_image=as_image(half[None]))
+    with pytest.raises(ValueError, match="reference pose shows nobody"):
+        node.retarget(
+            tracked, reference_pose=[{"people": [], "canvas_width": 8, "canvas_height": 8}]
+        )
+
+
 # --------------------------------------------------------------------------- save JSON
 
 
@@ -520,12 +565,22 @@ def widget_inputs(cls) -> list[tuple[str, tuple]]:
     return [(n, s) for n, s in inputs.items() if isinstance(s[0], list) or s[0] in WIDGET_TYPES]
 
 
-def test_example_workflow_matches_the_nodes(pack):
-    workflow = json.loads((ROOT / "workflows" / "dwpose_basic.json").read_text())
+@pytest.mark.parametrize(
+    ("name", "ours"),
+    [
+        ("dwpose_basic.json", {"DWPoseWB_Estimator", "DWPoseWB_SaveKeypoints"}),
+        ("dwpose_retarget.json", {
+            "DWPoseWB_Estimator", "DWPoseWB_TrackSmooth", "DWPoseWB_Retarget",
+            "DWPoseWB_Render", "DWPoseWB_SaveKeypoints",
+        }),
+    ],
+)  # fmt: skip
+def test_example_workflow_matches_the_nodes(pack, name, ours):
+    workflow = json.loads((ROOT / "workflows" / name).read_text())
     by_id = {node["id"]: node for node in workflow["nodes"]}
-    ours = [n for n in workflow["nodes"] if n["type"] in pack.NODE_CLASS_MAPPINGS]
-    assert {n["type"] for n in ours} == {"DWPoseWB_Estimator", "DWPoseWB_SaveKeypoints"}
-    for node in ours:
+    pack_nodes = [n for n in workflow["nodes"] if n["type"] in pack.NODE_CLASS_MAPPINGS]
+    assert {n["type"] for n in pack_nodes} == ours
+    for node in pack_nodes:
         cls = pack.NODE_CLASS_MAPPINGS[node["type"]]
         widgets = widget_inputs(cls)
         assert len(node["widgets_values"]) == len(widgets), node["type"]
@@ -539,15 +594,48 @@ def test_example_workflow_matches_the_nodes(pack):
                 if name == "threshold":
                     assert math.isclose(value, spec[1]["default"])
         assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
-        links = [i["type"] for i in node["inputs"]]
-        assert links == [s[0] for n, s in cls.INPUT_TYPES()["required"].items() if s[0] in links]
+        # Sockets in the class's order, then widgets turned into inputs (by name).
+        types_ = cls.INPUT_TYPES()
+        inputs = {**types_["required"], **types_.get("optional", {})}
+        widget_names = {n for n, _ in widgets}
+        sockets = [(n, s[0]) for n, s in inputs.items() if n not in widget_names]
+        given = [(i["name"], i["type"]) for i in node["inputs"] if "widget" not in i]
+        assert given == sockets, node["type"]
+        for i in node["inputs"]:
+            if "widget" in i:
+                assert i["widget"]["name"] == i["name"] and inputs[i["name"]][0] == i["type"]
     for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
         assert by_id[src]["outputs"][src_slot]["type"] == kind
         assert link_id in by_id[src]["outputs"][src_slot]["links"]
-        assert by_id[dst]["inputs"][dst_slot] == {
-            "name": by_id[dst]["inputs"][dst_slot]["name"],
-            "type": kind,
-            "link": link_id,
-        }
+        target = by_id[dst]["inputs"][dst_slot]
+        assert target["type"] == kind and target["link"] == link_id
+    linked = {i["link"] for n in workflow["nodes"] for i in n["inputs"]} - {None}
+    assert linked == {link[0] for link in workflow["links"]}
     assert workflow["last_link_id"] == max(link[0] for link in workflow["links"])
     assert workflow["last_node_id"] == max(by_id)
+
+
+def test_api_workflow_is_the_ui_workflow(pack):
+    """workflows/dwpose_retarget_api.json (for POST /prompt) holds the same graph and values
+    as the UI file: every input of ours by name, links as [node id, output slot]."""
+    ui = json.loads((ROOT / "workflows" / "dwpose_retarget.json").read_text())
+    api = json.loads((ROOT / "workflows" / "dwpose_retarget_api.json").read_text())
+    assert sorted(api, key=int) == [
+        str(n["id"]) for n in sorted(ui["nodes"], key=lambda n: n["id"])
+    ]
+    links = {link[0]: link for link in ui["links"]}
+    for node in ui["nodes"]:
+        entry = api[str(node["id"])]
+        assert entry["class_type"] == node["type"]
+        for i in node["inputs"]:
+            if i["link"] is None:
+                assert i["name"] not in entry["inputs"]
+            else:
+                _, src, slot, *_ = links[i["link"]]
+                assert entry["inputs"][i["name"]] == [str(src), slot]
+        if node["type"] in pack.NODE_CLASS_MAPPINGS:
+            widgets = [n for n, _ in widget_inputs(pack.NODE_CLASS_MAPPINGS[node["type"]])]
+            linked = {i["name"] for i in node["inputs"] if "widget" in i}
+            for name, value in zip(widgets, node["widgets_values"]):
+                if name not in linked:
+                    assert entry["inputs"][name] == value, (node["type"], name)

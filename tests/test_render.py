@@ -15,7 +15,9 @@ WIDTH, HEIGHT = 640, 392  # image 197388
 @pytest.fixture(scope="module")
 def person(coco_images) -> PoseFrame:
     """The fully annotated person of COCO image 197388, every labelled point at score 0.9."""
-    data = json.loads((coco_images["000000197388"].with_name("test_coco_wholebody.json")).read_text())
+    data = json.loads(
+        (coco_images["000000197388"].with_name("test_coco_wholebody.json")).read_text()
+    )
     ann = next(a for a in data["annotations"] if a["image_id"] == 197388 and a["face_valid"])
     parts = ["keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts"]
     flat = np.concatenate([np.asarray(ann[p], float).reshape(-1, 3) for p in parts])

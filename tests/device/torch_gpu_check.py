@@ -19,9 +19,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = Path(os.environ.get("OUT", HERE / "out"))
-IMAGES = Path(
-    os.environ.get("DWPOSE_IMAGES", ROOT / "tests" / "data" / "coco")
-)
+IMAGES = Path(os.environ.get("DWPOSE_IMAGES", ROOT / "tests" / "data" / "coco"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
