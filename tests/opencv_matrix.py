@@ -1,4 +1,4 @@
-"""Run the golden tests under each OpenCV build, each in its own throwaway venv.
+"""The golden tests and each OpenCV call the library makes, under each OpenCV build.
 
     python tests/opencv_matrix.py                           # every flavour x version below
     python tests/opencv_matrix.py --flavours headless --versions 4.12 4.14
@@ -9,13 +9,17 @@ Maps must equal upstream's pixel for pixel and keypoints/boxes to the bit
 under --venvs and reused, so a rerun only reruns the tests) gets that OpenCV from PyPI,
 the numpy pip picks for it (numpy<2 for OpenCV built against numpy 1.x), the project's
 other runtime dependencies and the project itself (--no-deps: its own OpenCV pin would
-pull a second OpenCV build). One row per venv: versions, tests passed/failed, and the
-pixel counts of the failures. Needs network access to PyPI (or a pip cache).
+pull a second OpenCV build). Two tables: the golden tests per venv (passed/failed, the
+pixel counts of failed maps), and for each OpenCV call of the library, run on fixed
+random inputs, whether its output equals OpenCV 4.12's ("=") or not ("DIFF").
+Needs PyPI (or a pip cache). Not collected by pytest: run it by hand.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -29,21 +33,63 @@ FLAVOURS = {
     "headless": "opencv-python-headless",
     "contrib": "opencv-contrib-python",
 }
-VERSIONS = ("4.8", "4.9", "4.10", "4.11", "4.12", "4.13", "4.14", "5.0")
+VERSIONS = ("4.8", "4.9", "4.10", "4.11", "4.12", "4.13", "4.14", "5.0", "5.1")
+REFERENCE = "4.12"  # upstream's maps were drawn with opencv-python-headless 4.12.0.88
 NUMPY1_ONLY = ("4.8", "4.9")  # wheels built against numpy 1.x: they do not import under 2.x
-OTHER_DEPENDENCIES = (
-    "pillow",
-    "onnxruntime",
-    "huggingface_hub",
-    "tqdm",
-    "pytest",
-    "setuptools>=69",
-)
+OTHER_DEPENDENCIES = ("pillow", "onnxruntime", "huggingface_hub", "tqdm", "pytest")
+BUILD = "setuptools>=69"
 TESTS = ("test_golden.py",)
-PROBE = (
-    "import cv2, numpy, comfyui_dwpose;"
-    "print(cv2.__version__, numpy.__version__, comfyui_dwpose.__file__)"
-)
+
+
+def probe() -> dict[str, str]:
+    """Run in a venv: a digest of each OpenCV call of the library on fixed random inputs."""
+    import cv2
+    import numpy as np
+
+    from comfyui_dwpose import pose, raster, render
+
+    rng = np.random.RandomState(0)  # the legacy generator: the same numbers in every numpy
+    photo = rng.randint(0, 256, (1080, 1920, 3)).astype(np.uint8)
+    shapes = rng.randint(-40, 680, (200, 4))
+    out = {"versions": f"{cv2.__version__} {np.__version__}"}
+
+    def digest(name, *arrays):
+        out[name] = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays))
+        out[name] = out[name].hexdigest()[:8]
+
+    # detect.letterbox and estimator/preprocessor shrinking
+    sizes = [(640, 360), (533, 300), (1280, 720), (97, 61)]
+    digest("resize LINEAR", *(cv2.resize(photo, s, interpolation=cv2.INTER_LINEAR) for s in sizes))
+    digest("resize AREA", *(cv2.resize(photo, s, interpolation=cv2.INTER_AREA) for s in sizes))
+    # pose.crop: the affine matrix and the bilinear warp
+    boxes = np.abs(rng.randn(20, 4)) * [300, 200, 300, 200] + [[200, 100, 900, 700]]
+    center, scale = pose.box_center_scale(boxes, (384, 288))
+    matrices = [pose.crop_matrix(c, s, (384, 288)) for c, s in zip(center, scale)]
+    digest("getAffineTransform", *matrices)
+    digest(
+        "warpAffine LINEAR", *(pose.crop(photo, c, s, (384, 288)) for c, s in zip(center, scale))
+    )
+    # render: limbs, joints, the dimming table, hand lines (cv2.line and ours)
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    for x, y, a, b in shapes:
+        polygon = cv2.ellipse2Poly(
+            (int(x), int(y)), (int(abs(a)) % 300, 4), int(b) % 360, 0, 360, 1
+        )
+        cv2.fillConvexPoly(canvas, polygon, (int(a) % 256, 90, 200))
+    digest("ellipse2Poly + fillConvexPoly", canvas)
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    for x, y, r, _ in shapes:
+        cv2.circle(canvas, (int(x), int(y)), int(abs(r)) % 6, (int(r) % 256, 200, 90), -1)
+    digest("circle", canvas)
+    digest("LUT", cv2.LUT(photo, render._DIM_TABLE))
+    lines = np.zeros((480, 640, 3), np.uint8)
+    ours = lines.copy()
+    for x0, y0, x1, y1 in shapes:
+        cv2.line(lines, (int(x0), int(y0)), (int(x1), int(y1)), (255, int(x0) % 256, 0), 2)
+        raster.thick_line(ours, (int(x0), int(y0)), (int(x1), int(y1)), 2, (255, int(x0) % 256, 0))
+    digest("line, thickness 2", lines)
+    digest("raster.thick_line", ours)
+    return out
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -57,7 +103,7 @@ def prepare(venv: Path, package: str, version: str, numpy: str | None) -> str | 
         run([sys.executable, "-m", "venv", str(venv)], check=True)
     numpy_spec = numpy or ("numpy<2" if version in NUMPY1_ONLY else "numpy")
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    out = run([*pip, f"{package}=={version}.*", numpy_spec, *OTHER_DEPENDENCIES])
+    out = run([*pip, f"{package}=={version}.*", numpy_spec, *OTHER_DEPENDENCIES, BUILD])
     if out.returncode:
         lines = [line for line in out.stderr.splitlines() if "ERROR" in line]
         return (lines[-1] if lines else out.stderr.strip()[-200:]).replace("ERROR: ", "")
@@ -66,16 +112,11 @@ def prepare(venv: Path, package: str, version: str, numpy: str | None) -> str | 
     return None
 
 
-def test(venv: Path) -> dict[str, str]:
-    """Versions actually installed, and the golden tests' outcome in the venv."""
+def golden(venv: Path) -> str:
+    """The golden tests' outcome in the venv."""
     python = str(venv / "bin" / "python")
-    probe = run([python, "-c", PROBE], cwd="/")
-    if probe.returncode:
-        return {"opencv": "import fails", "numpy": "", "result": probe.stderr.strip()[-120:]}
-    opencv, numpy, package = probe.stdout.split()
-    assert package.startswith(str(venv)), f"testing {package}, not the installed copy"
     # The tests run from a copy outside the work tree (whose __init__.py is ComfyUI's entry
-    # point and pytest would import it), so the installed package is what they test.
+    # point, which pytest would import), so the installed package is what they test.
     with tempfile.TemporaryDirectory() as tmp:
         tests = Path(tmp) / "tests"
         tests.mkdir()
@@ -97,7 +138,7 @@ def test(venv: Path) -> dict[str, str]:
         result += f"; maps off by {min(pixels)}-{max(pixels)} px ({len(pixels)} maps)"
     if other > 0:
         result += f"; {other} keypoint/box failures"
-    return {"opencv": opencv, "numpy": numpy, "result": result}
+    return result
 
 
 def main() -> int:
@@ -106,27 +147,48 @@ def main() -> int:
     parser.add_argument("--versions", nargs="+", default=list(VERSIONS))
     parser.add_argument("--numpy", help='a numpy requirement for every venv, e.g. "numpy==2.4.*"')
     parser.add_argument("--venvs", type=Path, default=Path("/tmp/dwpose-opencv-matrix"))
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:  # inside a venv
+        print(json.dumps(probe()))
+        return 0
 
-    print(f"{'package':24} {'asked':6} {'opencv':12} {'numpy':8} result", flush=True)
-    failures = 0
+    versions = list(dict.fromkeys([REFERENCE, *args.versions]))  # the reference first
+    print(f"| package | asked | OpenCV, numpy | golden tests (tests/{TESTS[0]}) |")
+    print("|---|---|---|---|")
+    calls, failures = {}, 0
     for flavour in args.flavours:
         package = FLAVOURS[flavour]
-        for version in args.versions:
+        for version in versions:
             numpy_tag = re.sub(r"[^0-9a-z.]", "", args.numpy or "")
             venv = args.venvs / f"{flavour}-{version}{'-' + numpy_tag if numpy_tag else ''}"
             reason = prepare(venv, package, version, args.numpy)
-            row = (
-                {"opencv": "-", "numpy": "-", "result": f"not installable: {reason}"}
-                if reason
-                else test(venv)
-            )
-            failures += "failed" in row["result"] and " 0 failed" not in row["result"]
-            failures += row["opencv"] == "import fails"
-            print(
-                f"{package:24} {version:6} {row['opencv']:12} {row['numpy']:8} {row['result']}",
-                flush=True,
-            )
+            if reason:
+                print(f"| {package} | {version} | - | not installable: {reason} |", flush=True)
+                continue
+            # From / and by file name: the venv's installed package, not the work tree.
+            out = run([str(venv / "bin" / "python"), __file__, "--probe"], cwd="/")
+            if out.returncode:
+                error = out.stderr.strip().splitlines()[-1][:120]
+                print(f"| {package} | {version} | - | import fails: {error} |", flush=True)
+                failures += 1
+                continue
+            found = json.loads(out.stdout)
+            result = golden(venv)
+            failures += " 0 failed" not in result
+            calls[(package, version)] = found
+            print(f"| {package} | {version} | {found['versions']} | {result} |", flush=True)
+
+    reference = next((v for (_, version), v in calls.items() if version == REFERENCE), None)
+    if reference:
+        names = [name for name in reference if name != "versions"]
+        flavour = {package: name for name, package in FLAVOURS.items()}
+        columns = [f"{flavour[package]} {version}" for package, version in calls]
+        print(f"\n| OpenCV call | {' | '.join(columns)} |")
+        print(f"|---|{'---|' * len(calls)}")
+        for name in names:
+            marks = ["=" if found[name] == reference[name] else "DIFF" for found in calls.values()]
+            print(f"| {name} | {' | '.join(marks)} |")
     return 1 if failures else 0
 
 
