@@ -104,8 +104,11 @@ def prepare(venv: Path, package: str, version: str, numpy: str | None) -> str | 
     numpy_spec = numpy or ("numpy<2" if version in NUMPY1_ONLY else "numpy")
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     out = run([*pip, f"{package}=={version}.*", numpy_spec, *OTHER_DEPENDENCIES, BUILD])
-    if out.returncode:
-        lines = [line for line in out.stderr.splitlines() if "ERROR" in line]
+    if out.returncode:  # pip's reason: the conflict, else its last error
+        lines = [line.strip() for line in out.stderr.splitlines()]
+        lines = [line for line in lines if "depends on" in line] or [
+            line for line in lines if "ERROR" in line
+        ]
         return (lines[-1] if lines else out.stderr.strip()[-200:]).replace("ERROR: ", "")
     # The work tree as it is now (reinstalled on every run, so a rerun tests the new code).
     run([*pip, "--no-deps", "--no-build-isolation", "--force-reinstall", str(ROOT)], check=True)
