@@ -14,6 +14,7 @@ import numpy as np
 
 from . import schema
 from .limits import MAX_COORDINATE, check_map_size
+from .raster import thick_line
 from .result import DEFAULT_THRESHOLD, PoseFrame, openpose18
 
 BODY_STICK_WIDTH = 4  # half-width of a body limb ellipse, in pixels
@@ -192,8 +193,8 @@ def _draw_hand(canvas: np.ndarray, points: np.ndarray, visible: np.ndarray) -> N
     xy = [(int(x), int(y)) for x, y in points.tolist()]
     shown = [bool(v) and x >= 1 and y >= 1 for v, (x, y) in zip(visible.tolist(), xy)]
     for (i, j), color in zip(schema.HAND_EDGES, HAND_EDGE_COLORS):
-        if shown[i] and shown[j]:
-            cv2.line(canvas, xy[i], xy[j], color, thickness=HAND_LINE_THICKNESS)
+        if shown[i] and shown[j]:  # cv2.line as OpenCV 4.12 draws it, under any OpenCV
+            thick_line(canvas, xy[i], xy[j], HAND_LINE_THICKNESS, color)
     for p, s in zip(xy, shown):
         if s:
             cv2.circle(canvas, p, HAND_POINT_RADIUS, schema.HAND_POINT_COLOR, thickness=-1)

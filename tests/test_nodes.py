@@ -535,7 +535,7 @@ def install():
     return module
 
 
-ORT, CV = "onnxruntime", "opencv-python-headless<4.13"
+ORT, CV = "onnxruntime", "opencv-python-headless>=4.10,<5"
 
 
 @pytest.mark.parametrize(
@@ -559,15 +559,30 @@ def test_install_adds_a_build_only_where_none_is_installed(install, installed, m
 
 def test_install_warns_and_keeps_what_is_there(install, capsys):
     commands = []
-    installed = {"onnxruntime": "1.20", "onnxruntime-gpu": "1.20", "opencv-python": "5.0.0.93"}
+    installed = {
+        "numpy": "2.4.1",
+        "onnxruntime": "1.20",
+        "onnxruntime-gpu": "1.20",
+        "opencv-python": "5.0.0.93",
+    }
     install.main(installed, run=commands.append)
     out = capsys.readouterr().out
     assert commands == []
     assert "several onnxruntime builds are installed (onnxruntime, onnxruntime-gpu)" in out
-    assert "with OpenCV 5.0.0.93 pose maps can differ" in out and '"opencv-python<4.13"' in out
-    for version, exact in [("4.12.0.88", True), ("4.10.0", True), ("4.13.0.92", False)]:
-        install.main({"onnxruntime": "1.20", "opencv-contrib-python": version}, run=commands.append)
-        assert ("pose maps can differ" not in capsys.readouterr().out) == exact
+    assert "with OpenCV 5.0.0.93 boxes and keypoints can differ" in out
+    assert '-m pip install "opencv-python>=4.10,<5" numpy==2.4.1`' in out  # same package
+    # Every OpenCV 4 from 4.8 gives upstream's results (tests/opencv_matrix.py).
+    for numpy, version, exact in [
+        ("1.26.4", "4.8.1.78", True),
+        ("2.2.6", "4.12.0.88", True),
+        ("2.4.1", "4.13.0.92", True),
+        ("2.4.1", "4.14.0.94", True),
+        ("1.26.4", "3.4.18.65", False),
+        ("2.4.1", "5.1.0.95", False),
+    ]:
+        opencv = {"numpy": numpy, "onnxruntime": "1.20", "opencv-contrib-python": version}
+        install.main(opencv, run=commands.append)
+        assert ("can differ" not in capsys.readouterr().out) == exact
     assert commands == []
 
 
@@ -580,6 +595,72 @@ def test_gpu_needs_nothing_beyond_requirements_and_install_says_so(install, caps
     install.main({"onnxruntime": "1.20", "opencv-python": "4.12.0"}, run=list)
     out = capsys.readouterr().out
     assert install.GPU_NOTE in out and "onnxruntime-gpu" not in out
+
+
+def test_install_tells_when_the_opencv_kept_cannot_import_with_numpy(install, capsys):
+    """OpenCV 4.8/4.9 are built for numpy 1 (their wheels do not say so)."""
+    install.main({"numpy": "2.4.1", "onnxruntime": "1.20", "opencv-python": "4.9.0.80"})
+    out = capsys.readouterr().out
+    assert "OpenCV 4.9.0.80 is built for numpy 1 and does not import under numpy 2.4.1" in out
+    assert '-m pip install "opencv-python>=4.10,<5" numpy==2.4.1`' in out
+    install.main({"numpy": "1.26.4", "onnxruntime": "1.20", "opencv-python": "4.9.0.80"})
+    assert "warning" not in capsys.readouterr().out
+
+
+# numpy requirements of the OpenCV wheels on PyPI for Python 3.10+ (their METADATA); 4.8
+# and 4.9 are built for numpy 1 although they allow numpy 2.
+OPENCV_WHEELS = {
+    "4.8.1.78": ["numpy>=1.21.2", 'numpy>=1.23.5; python_version >= "3.11"'],
+    "4.9.0.80": ["numpy>=1.21.2", 'numpy>=1.23.5; python_version >= "3.11"'],
+    "4.10.0.84": ["numpy>=1.21.2", 'numpy>=1.23.5; python_version >= "3.11"'],
+    "4.11.0.86": ["numpy>=1.21.2", 'numpy>=1.23.5; python_version >= "3.11"'],
+    "4.12.0.88": ["numpy<2.3.0,>=2"],
+    "4.13.0.92": ["numpy>=2"],
+    "4.14.0.94": ["numpy>=2"],
+    "5.0.0.93": ["numpy>=2"],
+}
+
+
+def fake_wheel(folder: Path, name: str, version: str, requires: list[str]) -> None:
+    """A wheel with nothing but metadata: enough for pip to resolve versions."""
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    with zipfile.ZipFile(folder / f"{dist}-py3-none-any.whl", "w") as archive:
+        archive.writestr(f"{dist}.dist-info/METADATA", metadata)
+        archive.writestr(f"{dist}.dist-info/WHEEL", wheel)
+        archive.writestr(f"{dist}.dist-info/RECORD", "")
+
+
+@pytest.mark.parametrize(
+    ("numpy", "chosen"), [("1.26.4", "4.11.0.86"), ("2.2.6", "4.14.0.94"), ("2.4.1", "4.14.0.94")]
+)
+def test_install_picks_an_opencv_that_fits_the_numpy_installed(install, tmp_path, numpy, chosen):
+    """install.py's own pip command, resolved by the real pip against the OpenCV wheels'
+    numpy requirements (offline, from metadata-only wheels): the newest OpenCV 4 that
+    fits the installed numpy, which stays as it is."""
+    import os
+    import subprocess
+
+    for version, requires in OPENCV_WHEELS.items():
+        fake_wheel(tmp_path, "opencv-python-headless", version, requires)
+    for version in ("1.26.4", "2.2.6", "2.4.1"):
+        fake_wheel(tmp_path, "numpy", version, [])
+    commands = []
+    install.main({"numpy": numpy, "onnxruntime": "1.20"}, run=commands.append)
+    [command] = commands
+    offline = ["--dry-run", "--ignore-installed", "--quiet", "--report", "-", "--no-index"]
+    offline += ["--find-links", str(tmp_path)]
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}  # no index, no constraints from config
+    out = subprocess.run(command + offline, capture_output=True, text=True, env=env, check=True)
+    picked = {
+        item["metadata"]["name"]: item["metadata"]["version"]
+        for item in json.loads(out.stdout)["install"]
+    }
+    assert picked == {"opencv-python-headless": chosen, "numpy": numpy}
 
 
 def test_install_reads_this_pythons_distributions(install):
