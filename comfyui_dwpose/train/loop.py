@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -184,7 +185,9 @@ class _Run:
         config = self.config
         data = self.dataset
         if hasattr(data, "set_epoch"):
-            data.set_epoch(epoch)
+            data.set_epoch(epoch)  # workers are forked per epoch (not persistent): they see it
+        if config.workers:
+            cv2.setNumThreads(0)  # a worker forked beside OpenCV's thread pool hangs in it
         sampler = EpochBatches(
             len(data),
             config.batch_size,
