@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..nets import build_model
+from ..nets.checkpoint import distilled_weights
 from .losses import FeatureLoss, LogitLoss, keypoint_loss
 
 STAGE1_LOGIT_WEIGHT = 0.1
@@ -130,17 +131,7 @@ def deploy_state_dict(state: dict[str, torch.Tensor], stage: int) -> dict[str, t
     Stage 1 keeps ``student.*``; stage 2 (``--two_dis``) keeps ``teacher.backbone.*`` and
     ``student.head.*``. Prefixes are dropped, order kept, tensors copied.
     """
-    if stage == 1:
-        rules = (("student.", ""),)
-    else:
-        rules = (("teacher.backbone.", "backbone."), ("student.head.", "head."))
-    out = {}
-    for name, value in state.items():
-        for prefix, new in rules:
-            if name.startswith(prefix):
-                out[new + name[len(prefix) :]] = value.detach().clone()
-                break
-    return out
+    return {k: v.detach().clone() for k, v in distilled_weights(state, "student", stage).items()}
 
 
 def _as_float(values, device: torch.device) -> torch.Tensor:
