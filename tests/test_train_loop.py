@@ -31,7 +31,7 @@ from comfyui_dwpose.train.data import training_set  # noqa: E402
 from comfyui_dwpose.train.distiller import deploy_state_dict  # noqa: E402
 from comfyui_dwpose.train.ema import EMA  # noqa: E402
 from comfyui_dwpose.train.export import save_pose_model  # noqa: E402
-from comfyui_dwpose.train.loop import train  # noqa: E402
+from comfyui_dwpose.train.loop import TrainingError, train  # noqa: E402
 from comfyui_dwpose.train.presets import PRESETS, preset  # noqa: E402
 from comfyui_dwpose.train.schedule import Schedule, param_groups  # noqa: E402
 
@@ -430,3 +430,20 @@ def test_train_reads_ubody_beside_coco(tmp_path, capsys):
     assert "the dataset has 12 samples, fewer than one batch of 1000" in capsys.readouterr().err
     assert main([*args, "--ubody", str(root)]) == 1
     assert "the dataset has 192 samples, fewer than one batch" in capsys.readouterr().err
+
+
+def test_training_alone_has_only_the_gt_loss(tmp_path):
+    config = tiny(1).replace(teacher=None)
+    dataset = training_set(load_coco_wholebody(ANN, IMAGES), config)
+    result = train(
+        config, dataset, tmp_path / "alone", None, iterations=1, log_every=1, progress=False
+    )
+    assert set(read_log(tmp_path / "alone")[0]) == {
+        "iteration", "epoch", "loss_kpt", "loss", "lr", "grad_norm", "time",
+    }  # fmt: skip
+    saved = torch.load(result.checkpoint, weights_only=True)["state_dict"]
+    assert all(k.startswith("student.") for k in saved)
+    model = load_file(result.model)
+    assert all(torch.equal(model[k[len("student.") :]], v) for k, v in saved.items())
+    with pytest.raises(TrainingError, match="stage 2 needs a teacher"):
+        train(tiny(2).replace(teacher=None), dataset, tmp_path / "x", None, progress=False)

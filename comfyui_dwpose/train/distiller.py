@@ -125,6 +125,37 @@ class Distiller(nn.Module):
         return deploy_state_dict(self.state_dict(), self.stage)
 
 
+class Supervised(nn.Module):
+    """RTMPose trained on the labels alone: how a teacher is made, and the student-alone
+    baseline. Laid out as a distiller without teacher (``student.*``) so that the loop,
+    checkpoints and export treat it as a stage-1 run; its only loss is ``loss_kpt``."""
+
+    stage = 1
+
+    def __init__(self, arch: str, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.arch = arch
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.student = build_model(arch, self.input_size)
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        return self.losses(*args, **kwargs)
+
+    def losses(
+        self,
+        inputs: torch.Tensor,
+        x_labels: torch.Tensor,
+        y_labels: torch.Tensor,
+        weights: torch.Tensor,
+        epoch: int,
+        max_epochs: int,
+    ) -> dict[str, torch.Tensor]:
+        """``loss_kpt`` of a normalised batch (``epoch`` and ``max_epochs`` unused)."""
+        labels = tuple(_as_float(t, inputs.device) for t in (x_labels, y_labels))
+        logits = _float(self.student(inputs))
+        return {"loss_kpt": keypoint_loss(logits, labels, _as_float(weights, inputs.device))}
+
+
 def deploy_state_dict(state: dict[str, torch.Tensor], stage: int) -> dict[str, torch.Tensor]:
     """A distiller's state dict into the plain pose model's, as mmpose's ``pth_transfer.py``.
 

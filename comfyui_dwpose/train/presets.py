@@ -20,7 +20,7 @@ MILD_EPOCHS = 30
 @dataclass(frozen=True)
 class TrainConfig:
     stage: int
-    teacher: str
+    teacher: str | None  # None: the student learns from the labels alone (stage 1 only)
     student: str
     input_size: tuple[int, int]  # (height, width)
     sigma: tuple[float, float]  # SimCC Gaussian (x, y), in bins
