@@ -16,10 +16,13 @@ import sys
 from importlib import metadata
 
 # Each family: how to recognise its builds, and what to install when none is present.
-# OpenCV stays at 4.12 or older: 4.13 clips thick lines at the canvas border differently
-# and 5.0 interpolates crops differently (keypoints move by a pixel); either breaks the
-# pixel-exact upstream maps (measured on tests/data/golden: 4.10-4.12 exact).
-EXACT_OPENCV = (4, 13)  # first version whose maps differ
+# Every OpenCV 4 from 4.8 gives upstream's maps, boxes and keypoints (tests/opencv_matrix.py);
+# 5.0 resizes and warps differently (boxes and keypoints move by a pixel).
+EXACT_OPENCV = ((4, 8), (5, 0))
+# Installed with the installed numpy pinned (keep_numpy), pip takes the newest OpenCV that
+# fits it: 4.13+ for numpy 2 (4.12 wants 2.0-2.2), 4.11 for numpy 1. Not below 4.10: 4.8 and
+# 4.9 are built for numpy 1 and fail to import under numpy 2, though their wheels allow it.
+OPENCV = "opencv-python-headless>=4.10,<5"
 FAMILIES = {
     "onnxruntime": (
         # onnxruntime, -gpu, -directml, -openvino, ...; not the add-ons that need one.
@@ -29,9 +32,18 @@ FAMILIES = {
     "OpenCV": (
         # opencv-python, opencv-python-headless, opencv-contrib-python[-headless], -rolling.
         re.compile(r"opencv(-contrib)?-python(-headless)?(-rolling)?"),
-        "opencv-python-headless<4.13",
+        OPENCV,
     ),
 }
+
+
+# The same policy as the README (ComfyUI section): no onnxruntime-gpu needed.
+GPU_NOTE = (
+    "GPUs: the nodes run on ComfyUI's own PyTorch and device (CUDA, ROCm, MPS); the default "
+    ".onnx models are converted once (requirements.txt brings onnx for that) and kept beside "
+    "them. onnxruntime runs them on machines without a GPU, and wherever a model cannot be "
+    "converted, which the node then says in its output and the console."
+)
 
 
 def normalize(name: str) -> str:
@@ -55,7 +67,7 @@ def release(version: str) -> tuple[int, ...]:
 
 def keep_numpy(installed: dict[str, str]) -> list[str]:
     """Pin the installed numpy, so that pip picks builds that fit it instead of moving
-    ComfyUI's numpy (OpenCV 4.12 wants numpy 2.0-2.2; 4.11 takes any)."""
+    ComfyUI's numpy (OpenCV 4.12 wants numpy 2.0-2.2, 4.13+ numpy 2; 4.10-4.11 take any)."""
     return [f"numpy=={installed['numpy']}"] if "numpy" in installed else []
 
 
@@ -73,11 +85,6 @@ def main(installed: dict[str, str] | None = None, run=subprocess.check_call) -> 
         if not found:
             say(f"{family}: none installed, installing {requirement}.")
             run([sys.executable, "-m", "pip", "install", requirement, *keep_numpy(installed)])
-            if family == "onnxruntime":
-                say(
-                    "onnxruntime runs on the CPU. For an NVIDIA GPU, replace it: "
-                    f"`{sys.executable} -m pip uninstall onnxruntime`, then install onnxruntime-gpu."
-                )
         elif len(found) > 1:
             say(
                 f"warning: several {family} builds are installed ({', '.join(found)}); they "
@@ -87,13 +94,29 @@ def main(installed: dict[str, str] | None = None, run=subprocess.check_call) -> 
         else:
             name, version = found[0], installed[found[0]]
             say(f"{family}: {name} {version} is installed, keeping it.")
-            if family == "OpenCV" and release(version) >= EXACT_OPENCV:
-                say(
-                    f"warning: with OpenCV {version} pose maps can differ from upstream DWPose "
-                    "in a few pixels (line clipping, crop interpolation). For exact maps: "
-                    f'`{sys.executable} -m pip install "{name}<4.13"`.'
-                )
+            if family == "OpenCV" and (problem := opencv_problem(version, installed)):
+                requirement = OPENCV.replace("opencv-python-headless", name)
+                command = [sys.executable, "-m", "pip", "install", f'"{requirement}"']
+                say(f"warning: {problem} `{' '.join(command + keep_numpy(installed))}`.")
+    say(GPU_NOTE)
     return 0
+
+
+def opencv_problem(version: str, installed: dict[str, str]) -> str | None:
+    """What is wrong with keeping this OpenCV beside the installed numpy, if anything."""
+    opencv, numpy = release(version), release(installed.get("numpy", "0"))
+    if opencv < (4, 10) and numpy >= (2,):
+        return (
+            f"OpenCV {version} is built for numpy 1 and does not import under numpy "
+            f"{installed['numpy']}. Replace it:"
+        )
+    if not EXACT_OPENCV[0] <= opencv < EXACT_OPENCV[1]:
+        return (
+            f"with OpenCV {version} boxes and keypoints can differ from upstream DWPose's "
+            "by a pixel (OpenCV 5 resizes and warps differently; before 4.8 untested). "
+            "For identical results:"
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from .comfyui_dwpose.hub import (
     resolve_model,
 )
 from .comfyui_dwpose.images import as_rgb_uint8
+from .comfyui_dwpose.limits import check_map_size
 from .comfyui_dwpose.render import BODY_STICK_WIDTH, map_size, render_pose
 from .comfyui_dwpose.result import (
     DEFAULT_THRESHOLD,
@@ -279,9 +280,10 @@ class DWPoseEstimator:
         max_people: int = 0,
         whole_image_fallback: bool = False,
         **drawing,
-    ) -> tuple[torch.Tensor, list[dict]]:
+    ) -> tuple[torch.Tensor, list[dict]] | dict:
         _check_image(image)
         options = _drawing_options(drawing)
+        check_map_size(*map_size(image.shape[2], image.shape[1], options["resolution"]))
         estimator = get_estimator(
             detector, pose_model, detector_channels, max_people, whole_image_fallback
         )
@@ -297,7 +299,10 @@ class DWPoseEstimator:
             frames += batch
             if progress is not None:
                 progress.update(len(batch))
-        return _to_image(np.concatenate(maps)), to_pose_keypoint(frames, options["threshold"])
+        result = (_to_image(np.concatenate(maps)), to_pose_keypoint(frames, options["threshold"]))
+        if estimator.warnings:  # e.g. the CPU on a GPU machine: said on the node, not only logged
+            return {"ui": {"text": estimator.warnings}, "result": result}
+        return result
 
 
 class DWPoseRender:

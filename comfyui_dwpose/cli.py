@@ -1,48 +1,66 @@
 """The `dwpose` command: pose maps and keypoints for images, model downloads, re-rendering,
 model conversion.
 
-Exit codes: 0 everything done; 1 some inputs failed (the others were written); 2 bad
-usage; 3 a model could not be fetched or loaded (nothing was processed).
+Exit codes: 0 everything done; 1 some inputs failed or an output could not be written
+(the others were written); 2 bad usage, including an output that would replace an input
+and an output folder that cannot be written (nothing was processed); 3 a model, or a
+package it needs, could not be fetched or loaded (nothing was processed); 130 interrupted
+(Ctrl-C: what was finished is kept whole, partial files are removed, and a summary says
+what is left).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
-from . import cli_retarget, cli_video, hub
+from . import cli_retarget, cli_video, files, hub
+from .extras import MissingExtraError, require
 from .images import ImageError, load_image, save_image
+from .limits import SizeLimitError, check_map_size
+from .pose_keypoint import COORDINATES, PoseKeypointError
 from .render import BODY_STICK_WIDTH, map_size, render_pose
-from .result import DEFAULT_THRESHOLD, PoseFrame, load_json, save_json, to_pose_keypoint
+from .result import DEFAULT_THRESHOLD, PoseFrame, dumps, load_json, to_pose_keypoint
 from .runtime import BackendUnavailableError, ModelLoadError
 from .train import cli as train_cli
 
-EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+# What makes one input fail while the batch goes on.
+INPUT_ERRORS = (ImageError, PoseKeypointError, SizeLimitError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (hub.ModelError, ModelLoadError, BackendUnavailableError) as exc:
+    except (hub.ModelError, ModelLoadError, BackendUnavailableError, MissingExtraError) as exc:
         _error(str(exc))
         return EXIT_MODEL
+    except files.OutputError as exc:
+        _error(str(exc))
+        return EXIT_FAILED_INPUTS
     except KeyboardInterrupt:
         _error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dwpose",
         description="DWPose whole-body pose estimation with ControlNet-exact OpenPose maps.",
-        epilog="Exit codes: 0 done; 1 some inputs failed; 2 bad usage; 3 a model could not be fetched or loaded.",
+        epilog="Exit codes: 0 done; 1 some inputs failed or an output could not be written; "
+        "2 bad usage (nothing processed); 3 a model (or a package it needs) could not be "
+        "fetched or loaded; "
+        "130 interrupted.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -73,13 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     video.set_defaults(run=_run_video)
 
     download = commands.add_parser(
-        "download", help="fetch model files into the cache or a models folder"
+        "download",
+        help="fetch model files into the cache or a models folder",
+        epilog=_known_models(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     download.add_argument(
         "names",
         nargs="*",
         metavar="NAME",
-        help=f"registry names (default: {hub.DEFAULT_DETECTOR} {hub.DEFAULT_POSE_MODEL})",
+        help="known names (below) or owner/repo/file on the Hub; default: the two defaults",
     )
     download.add_argument(
         "--models-dir", type=Path, help="download into this folder instead of the HF cache"
@@ -90,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("inputs", nargs="+", type=Path, metavar="JSON")
     render.add_argument(
         "-o", "--output", required=True, type=Path, metavar="DIR", help="output folder"
+    )
+    render.add_argument(
+        "--coordinates",
+        choices=COORDINATES,
+        default="auto",
+        help="how other tools' OpenPose parts are given: pixels, normalised (0-1 of the "
+        "canvas), or auto (normalised when every point lies within [-1, 2] and most in [0, 1])",
     )
     _add_drawing(render)
     render.set_defaults(run=_run_render)
@@ -137,6 +165,15 @@ def _parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=_run_convert)
     train_cli.add_parsers(commands)
     return parser
+
+
+def _known_models() -> str:
+    defaults = {hub.DEFAULT_DETECTOR, hub.DEFAULT_POSE_MODEL}
+    lines = ["known models (README.md, Models, says what each is):"]
+    for kind in hub.KINDS:
+        names = [f"{n} (default)" if n in defaults else n for n in hub.known_names(kind)]
+        lines.append(f"  {kind:<11} {', '.join(names)}")
+    return "\n".join(lines)
 
 
 def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
@@ -191,7 +228,7 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-side",
-        type=int,
+        type=_max_side,
         default=4096,
         help="shrink larger images to this longer side before estimation (0: never)",
     )
@@ -209,7 +246,7 @@ def _add_model_source(parser: argparse.ArgumentParser) -> None:
 def _add_drawing(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resolution",
-        type=int,
+        type=_resolution,
         default=0,
         help="short side of the map in pixels; 0 (default) draws at the image size",
     )
@@ -235,10 +272,31 @@ def _add_drawing(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _whole(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text, "a whole number of at least 1")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _resolution(text: str) -> int:
+    value = _whole(text, "a whole number of pixels (0: the image's size)")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (the image's size) or more, got {value}")
+    return value
+
+
+def _max_side(text: str) -> int:
+    value = _whole(text, "a whole number of pixels (0: never shrink)")
+    if value != 0 and value < 32:
+        raise argparse.ArgumentTypeError(f"must be 0 (never shrink) or at least 32, got {value}")
     return value
 
 
@@ -256,7 +314,11 @@ def _input_size(text: str) -> tuple[int, int]:
 def _stick_width(text: str) -> int | str:
     if text == "xinsr":
         return text
-    return _positive_int(text)
+    value = _whole(text, "a whole number of pixels or 'xinsr'")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 pixel or 'xinsr', got {value}")
+    return value
+    return value
 
 
 def _estimator(args: argparse.Namespace, max_people: int | None = None):
@@ -276,19 +338,24 @@ def _estimator(args: argparse.Namespace, max_people: int | None = None):
 def _run_pose(args: argparse.Namespace) -> int:
     images = _collect_images(args.inputs)
     _check_unique_stems(images)
+    planned = [args.output / f"{p.stem}{suffix}" for p in images for suffix in (".png", ".json")]
+    if code := _prepare_output(args.output, planned, images):
+        return code
     estimator = _estimator(args, args.max_people)
-    args.output.mkdir(parents=True, exist_ok=True)
-    failed = []
-    for path in tqdm(images, desc="pose", unit="image", disable=len(images) < 2):
+
+    def one(path: Path) -> None:
+        image = load_image(path)
         try:
-            frame = estimator(load_image(path))
-        except ImageError as exc:
-            _error(f"skipped: {exc}")
-            failed.append(path)
-            continue
-        _write_frame(frame, args.output / path.stem, args)
+            check_map_size(*map_size(image.shape[1], image.shape[0], args.resolution))
+        except SizeLimitError as exc:
+            raise SizeLimitError(f"{path}: {exc}") from None
+        frame = estimator(image)
+        stem = args.output / path.stem
+        with _stem_lock(stem, [".png", ".json"]):
+            _write_frame(frame, stem, args)
         print(f"{path} -> {args.output / path.stem}.png, .json ({len(frame)} people)")
-    return _summary(len(images), failed)
+
+    return _each(images, one, args.output, "image")
 
 
 def _run_video(args: argparse.Namespace) -> int:
@@ -296,8 +363,15 @@ def _run_video(args: argparse.Namespace) -> int:
         videos = cli_video.videos_of(args)
     except ValueError as exc:
         return _usage(str(exc))
+    for package in ("av", "scipy"):  # before the models load: one line, not one per video
+        require(package, "dwpose video")
+    if code := _prepare_output(args.output, cli_video.planned_outputs(args, videos), videos):
+        return code
     estimator = _estimator(args)  # --max-people picks tracks, not detections, in videos
-    return _summary(len(videos), cli_video.run(args, videos, estimator))
+    report = cli_video.run(args, videos, estimator)
+    if report.interrupted or report.unfinished:
+        return _stopped(report.interrupted, len(videos), report.unfinished, "video", report.failed)
+    return _summary(len(videos), report.failed)
 
 
 def _run_download(args: argparse.Namespace) -> int:
@@ -310,12 +384,13 @@ def _run_download(args: argparse.Namespace) -> int:
 def _run_convert(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() not in (".onnx", ".safetensors"):
         return _usage(f"{args.output}: the output must end in .onnx or .safetensors")
-    try:
-        from .nets import ConversionError, list_models, load_net, save_net
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"dwpose convert needs PyTorch: pip install torch ({exc})"
-        ) from exc
+    if args.output.is_dir():
+        return _usage(
+            f"{args.output} is a folder: give the file to write, e.g. {args.output / 'model.onnx'}"
+        )
+    require("torch", "dwpose convert")
+    from .nets import ConversionError, list_models, load_net, save_net
+
     if args.arch is not None and args.arch not in list_models():
         return _usage(f"unknown --arch {args.arch!r}; known: {', '.join(list_models())}")
     source = hub.resolve_model(
@@ -323,6 +398,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         models_dir=args.models_dir,
         local_files_only=True if args.offline else None,
     )
+    if code := _prepare_output(args.output.parent, [args.output], [Path(source)], "another output"):
+        return code
     try:
         net = load_net(source, args.arch, args.input_size, "teacher" if args.teacher else "student")
         if args.dynamic_size and (
@@ -333,26 +410,87 @@ def _run_convert(args: argparse.Namespace) -> int:
     except ConversionError as exc:
         _error(str(exc))
         return EXIT_MODEL
+    except files.OutputError as exc:
+        _error(str(exc))
+        return EXIT_FAILED_INPUTS
     check = "" if net.onnx_error is None else f"; equals the ONNX file to {net.onnx_error:.1e}"
     print(f"{source} -> {written} ({net.config}, {net.parameters:,} parameters{check})")
     return EXIT_OK
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    args.output.mkdir(parents=True, exist_ok=True)
-    failed = []
-    for path in args.inputs:
+    stems = "|".join(re.escape(p.stem) for p in args.inputs)
+    maps = re.compile(rf"({stems})(_\d{{5}})?\.png")  # STEM.png, or STEM_00000.png per frame
+    planned = [args.output / f"{p.stem}.png" for p in args.inputs]
+    if args.output.is_dir():
+        planned += [p for p in args.output.iterdir() if maps.fullmatch(p.name)]
+    if code := _prepare_output(args.output, planned, args.inputs):
+        return code
+
+    def one(path: Path) -> None:
+        frames = load_json(path, args.coordinates)
+        sizes = [map_size(f.width, f.height, args.resolution) for f in frames]
+        for i, (width, height) in enumerate(sizes):
+            try:
+                check_map_size(width, height)
+            except SizeLimitError as exc:
+                raise SizeLimitError(f"{path}: frame {i}: {exc}") from None
+        for i, frame in enumerate(frames):
+            stem = args.output / (path.stem if len(frames) == 1 else f"{path.stem}_{i:05d}")
+            with _stem_lock(stem, [".png"]):
+                save_image(_draw(frame, args), stem.with_name(stem.name + ".png"))
+        print(f"{path} -> {len(frames)} map(s) in {args.output}")
+
+    return _each(args.inputs, one, args.output, "file")
+
+
+def _prepare_output(
+    folder: Path, planned: list[Path], inputs: list[Path], hint: str = "another output folder"
+) -> int:
+    """Refuse outputs that would replace inputs and folders that cannot be written, before
+    any work: EXIT_USAGE with the message, else 0."""
+    try:
+        files.refuse_inputs(planned, inputs, f": choose {hint} (-o)")
+        files.check_folder(folder)
+    except files.OutputError as exc:
+        return _usage(str(exc))
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _stem_lock(stem: Path, suffixes: list[str]) -> Iterator[None]:
+    """Hold the lock of an output stem (a second dwpose run writing it waits, and says
+    so) and remove what a killed run left of its files."""
+
+    def waiting() -> None:
+        tqdm.write(f"waiting for another dwpose run writing {stem}", file=sys.stderr)
+
+    with files.locked(stem, on_wait=waiting):
+        for suffix in suffixes:
+            files.clean_partials(stem.with_name(stem.name + suffix))
+        yield
+
+
+def _each(items: list[Path], work: Callable[[Path], None], output: Path, what: str) -> int:
+    """Run `work` on every input. A failing input is reported and the batch goes on; a
+    write error that every later file would meet too (disk full, read-only) ends it, as
+    Ctrl-C does between files. Returns the exit code."""
+    files.make_folder(output)
+    failed: list[Path] = []
+    for i, path in enumerate(tqdm(items, desc=what, unit=what, disable=len(items) < 2)):
         try:
-            frames = load_json(path)
-        except ValueError as exc:
+            work(path)
+        except KeyboardInterrupt:
+            return _stopped(True, len(items), items[i:], what, failed)
+        except INPUT_ERRORS as exc:
             _error(f"skipped: {exc}")
             failed.append(path)
-            continue
-        for i, frame in enumerate(frames):
-            stem = path.stem if len(frames) == 1 else f"{path.stem}_{i:05d}"
-            save_image(_draw(frame, args), args.output / f"{stem}.png")
-        print(f"{path} -> {len(frames)} map(s) in {args.output}")
-    return _summary(len(args.inputs), failed)
+        except files.OutputError as exc:
+            _error(str(exc))
+            if exc.fatal:
+                return _stopped(False, len(items), items[i:], what, failed)
+            failed.append(path)
+    return _summary(len(items), failed)
 
 
 def _draw(frame: PoseFrame, args: argparse.Namespace) -> np.ndarray:
@@ -364,8 +502,11 @@ def _draw(frame: PoseFrame, args: argparse.Namespace) -> np.ndarray:
 
 
 def _write_frame(frame: PoseFrame, stem: Path, args: argparse.Namespace) -> None:
-    save_image(_draw(frame, args), stem.with_name(stem.name + ".png"))
-    save_json(to_pose_keypoint(frame, args.threshold), stem.with_name(stem.name + ".json"))
+    """The map and its JSON, both or neither (a full disk leaves no lone map)."""
+    names = [stem.with_name(stem.name + suffix) for suffix in (".png", ".json")]
+    with files.replacing_together(names) as (png, json):
+        Image.fromarray(_draw(frame, args)).save(png, format="PNG")
+        json.write_text(dumps(to_pose_keypoint(frame, args.threshold)), encoding="utf-8")
 
 
 def _collect_images(inputs: list[str]) -> list[Path]:
@@ -390,6 +531,22 @@ def _check_unique_stems(images: list[Path]) -> None:
         seen[path.stem] = path
 
 
+def _stopped(
+    interrupted: bool, total: int, unfinished: list[Path], what: str, failed: list[Path]
+) -> int:
+    """Report a batch that ended early; the exit code (130 for Ctrl-C, else 1)."""
+    shown = ", ".join(map(str, unfinished[:5])) + (
+        f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else ""
+    )
+    done = total - len(unfinished) - len(failed)
+    why = "interrupted" if interrupted else "stopped"
+    _error(
+        f"{why}: {done} of {total} {what}(s) finished, {len(failed)} failed, "
+        f"{len(unfinished)} not finished ({shown}); run the same command again to finish them"
+    )
+    return EXIT_INTERRUPTED if interrupted else EXIT_FAILED_INPUTS
+
+
 def _summary(total: int, failed: list[Path]) -> int:
     if failed:
         _error(f"{len(failed)} of {total} input(s) failed: {', '.join(map(str, failed))}")
@@ -403,7 +560,7 @@ def _usage(message: str) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"dwpose: error: {message}", file=sys.stderr)
+    tqdm.write(f"dwpose: error: {message}", file=sys.stderr)  # clears a progress bar first
 
 
 if __name__ == "__main__":

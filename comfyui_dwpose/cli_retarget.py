@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from . import files
 from .images import ImageError, load_image, save_image
 from .result import PoseFrame, load_json, save_json, to_pose_keypoint
 from .retarget import ANCHORS, MODES, retarget
@@ -73,6 +74,9 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from . import cli
 
+    inputs = [args.driving, args.reference]
+    if code := cli._prepare_output(args.output.parent, [args.output], inputs, "another output"):
+        return code
     try:
         frames = load_json(args.driving)
         reference = _reference(args)
@@ -86,10 +90,15 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as exc:
         return cli._usage(str(exc))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    maps = [] if args.render is None else [
+        args.render / f"{args.output.stem}_{i:05d}.png" for i in range(len(out))
+    ]  # fmt: skip
+    if code := cli._prepare_output(args.render or args.output.parent, maps, inputs):
+        return code
+    files.make_folder(args.output.parent)
     save_json(to_pose_keypoint(out, args.threshold), args.output)
     if args.render is not None:
-        args.render.mkdir(parents=True, exist_ok=True)
+        files.make_folder(args.render)
         for i, frame in enumerate(tqdm(out, desc="render", unit="frame", disable=len(out) < 2)):
             save_image(cli._draw(frame, args), args.render / f"{args.output.stem}_{i:05d}.png")
     where = f", maps in {args.render}" if args.render is not None else ""

@@ -3,7 +3,9 @@
 Each video is tracked and smoothed (comfyui_dwpose.temporal) and written as video.py
 describes. Finished videos are skipped (resume) unless --overwrite; a bad or truncated one
 is reported and the batch goes on. --workers N converts N videos at once, in threads that
-share one estimator (onnxruntime sessions run from several threads).
+share one estimator (onnxruntime sessions run from several threads). A video another
+dwpose run is writing is left to it first and waited for at the end, so two runs over the
+same folder share the work. Ctrl-C stops every video within one batch of frames.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import argparse
 import queue
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .video import Drawing, Outputs, collect_videos, convert_video, is_done, probe
+from . import files
+from .video import Drawing, Outputs, Stopped, collect_videos, convert_video, is_glob, probe
 
 
 def add_options(parser: argparse.ArgumentParser, positive_int) -> None:
@@ -72,7 +77,7 @@ def videos_of(args: argparse.Namespace) -> list[Path]:
     if args.resolution:
         raise ValueError("pose videos keep the source's size: --resolution is for images")
     videos = collect_videos(args.inputs)
-    if not videos:
+    if all(is_glob(str(p)) and not p.exists() for p in videos):
         raise ValueError(f"no videos found in {' '.join(args.inputs)}")
     stems: dict[str, Path] = {}
     for path in videos:
@@ -82,13 +87,29 @@ def videos_of(args: argparse.Namespace) -> list[Path]:
     return videos
 
 
-def run(args: argparse.Namespace, videos: list[Path], estimator) -> list[Path]:
-    """Convert the videos; returns those that failed (each reported on stderr)."""
-    args.output.mkdir(parents=True, exist_ok=True)
+def planned_outputs(args: argparse.Namespace, videos: list[Path]) -> list[Path]:
+    """Every path the run may write (to refuse any that is an input)."""
     outputs = Outputs(overlay=args.overlay, frames=args.frames)
+    return [args.output / name for path in videos for name in outputs.names(path.stem).values()]
+
+
+@dataclass
+class Report:
+    """How each video ended: written, skipped (done before), failed, or not finished
+    (Ctrl-C, or the output folder stopped taking files)."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[Path] = field(default_factory=list)
+    unfinished: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def run(args: argparse.Namespace, videos: list[Path], estimator) -> Report:
+    """Convert the videos (each failure reported on stderr as it happens)."""
     lookahead = max(args.lookahead, 0)
     options = {
-        "outputs": outputs,
+        "outputs": Outputs(overlay=args.overlay, frames=args.frames),
         "drawing": Drawing(
             args.threshold, args.body, args.hands, args.face, args.feet, args.stick_width
         ),
@@ -97,47 +118,96 @@ def run(args: argparse.Namespace, videos: list[Path], estimator) -> list[Path]:
         "lookahead": lookahead,
         "max_gap": min(max(args.max_gap, 0), max(lookahead - 1, 0)),
         "people": args.track_ids or args.max_people,
+        "overwrite": args.overwrite,
     }
-    todo = []
-    for path in videos:
-        if not args.overwrite and is_done(args.output, path.stem, outputs):
-            print(f"{path}: done before, skipped (--overwrite redoes it)")
-        else:
-            todo.append(path)
+    report, stop = Report(), threading.Event()
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(args.workers):
         slots.put(slot + 1)
-    overall = tqdm(total=len(todo), desc="videos", unit="video", position=0, disable=len(todo) < 2)
+    overall = tqdm(
+        total=len(videos), desc="videos", unit="video", position=0, disable=len(videos) < 2
+    )
 
-    def one(path: Path) -> Path | None:
+    def one(path: Path, wait_for_others: bool) -> str:
         slot = slots.get()
         try:
-            return _convert(path, args.output, estimator, options, slot)
+            return _convert(path, args.output, estimator, options, slot, wait_for_others, stop)
         finally:
             slots.put(slot)
-            overall.update()
 
+    busy: list[Path] = []
     with ThreadPoolExecutor(args.workers) as pool:
-        failed = [p for p in pool.map(one, todo) if p is not None]
+        running: dict = {}
+        try:
+            for wait_for_others, todo in ((False, videos), (True, busy)):
+                if wait_for_others and todo:
+                    names = ", ".join(p.name for p in todo)
+                    tqdm.write(f"waiting for another dwpose run to finish {names}")
+                running = {pool.submit(one, p, wait_for_others): p for p in todo}
+                while running:
+                    # Wake up now and then: a Ctrl-C that a native thread received reaches
+                    # the main thread only when it runs Python again.
+                    done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        path, status = running.pop(future), future.result()
+                        if status == "busy":
+                            busy.append(path)
+                            continue
+                        overall.update()
+                        _record(report, path, status)
+                        if status == "fatal":
+                            stop.set()
+        except KeyboardInterrupt:
+            report.interrupted = True
+            stop.set()
+            for future in running:
+                future.cancel()
+            for future, path in running.items():  # each stops within a batch of frames
+                _record(report, path, "stopped" if future.cancelled() else future.result())
+            outcomes = {*report.written, *report.skipped, *report.failed, *report.unfinished}
+            report.unfinished += [p for p in videos if p not in outcomes]
     overall.close()
-    return failed
+    return report
 
 
-def _convert(path: Path, output: Path, estimator, options: dict, slot: int) -> Path | None:
+def _record(report: Report, path: Path, status: str) -> None:
+    if status in ("written", "skipped", "failed"):
+        getattr(report, status).append(path)
+    else:  # stopped, fatal (it stopped the others), busy (never started)
+        report.unfinished.append(path)
+
+
+def _convert(path: Path, output: Path, estimator, options: dict, slot: int, wait_for_others: bool,
+             stop: threading.Event) -> str:  # fmt: skip
+    """One video: "written", "skipped", "failed", "busy", "stopped" or "fatal" (an output
+    error that every later video would meet too)."""
     try:
         info = probe(path)
         total = info.frames or (round(info.duration * info.fps) if info.duration else None)
         with tqdm(total=total, desc=path.name, unit="frame", position=slot, leave=False) as bar:
-            done = convert_video(path, output, estimator, on_frame=bar.update, **options)
+            done = convert_video(
+                path, output, estimator, on_frame=bar.update, wait=wait_for_others, stop=stop,
+                **options,
+            )  # fmt: skip
+    except files.OutputBusy:
+        return "busy"
+    except Stopped:
+        return "stopped"
+    except files.OutputError as exc:
+        tqdm.write(f"dwpose: error: {exc}", file=sys.stderr)
+        return "fatal" if exc.fatal else "failed"
     except Exception as exc:  # one bad video never stops the batch; it is reported
         message = (
             str(exc) if isinstance(exc, ValueError) else f"{path}: {type(exc).__name__}: {exc}"
         )
         tqdm.write(f"dwpose: error: {message} (skipped)", file=sys.stderr)
-        return path
+        return "failed"
+    if done["done_before"]:
+        tqdm.write(f"{path}: done before, skipped (--overwrite redoes it)")
+        return "skipped"
     share = done["detections"] / done["frames"]
     tqdm.write(
         f"{path} -> {output / path.stem}.mp4, .json, .npz ({done['frames']} frames, "
         f"{done['people']} people tracked, detector on {share:.0%} of frames)"
     )
-    return None
+    return "written"

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from .detect import Detector
 from .hub import DEFAULT_DETECTOR, DEFAULT_POSE_MODEL, resolve_model
-from .images import as_rgb_uint8
+from .images import as_rgb_uint8, image_list
 from .pose import PoseModel
 from .result import PoseFrame
 from .runtime import Model, ModelLoadError, load_model
@@ -107,10 +108,13 @@ class DWPose:
             return cls(detector, pose_model, **kwargs)
         return cls(f"{pretrained}/{detector}", f"{pretrained}/{pose_model}", **kwargs)
 
-    def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> PoseFrame | list[PoseFrame]:
-        """One HxWx3 RGB image gives a `PoseFrame`; a list (or a BxHxWx3 array) a list of them."""
-        single = isinstance(images, np.ndarray) and images.ndim in (2, 3)
-        batch = [images] if single else list(images)
+    def __call__(
+        self, images: np.ndarray | Image.Image | Sequence[np.ndarray | Image.Image]
+    ) -> PoseFrame | list[PoseFrame]:
+        """One image (an HxWx3 RGB array or a PIL image) gives a `PoseFrame`; a list of them,
+        or a BxHxWx3 array, a list. Pixel types as `images.as_rgb_uint8` reads them (uint8;
+        floats in 0-1, or 0-255 detected); anything else is an `ImageError` saying what came."""
+        batch, single = image_list(images)
         frames = self._estimate(
             [as_rgb_uint8(img, name=f"image {i}") for i, img in enumerate(batch)]
         )
@@ -184,6 +188,12 @@ class DWPose:
         small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return small, np.array([w / size[0], h / size[1]])
 
+    @property
+    def warnings(self) -> list[str]:
+        """Why a model runs on a slower device than asked for (e.g. the CPU beside a GPU)."""
+        models = (self.detector.model if self.detector else None, self.pose.model)
+        return [m.fallback for m in models if getattr(m, "fallback", None)]
+
     def release(self) -> None:
         """Free the GPU memory the models hold (torch backend); they move back on the next call."""
         for model in (self.detector.model if self.detector else None, self.pose.model):
@@ -201,39 +211,61 @@ def _whole(image: np.ndarray) -> np.ndarray:
 
 
 def _check_detector(model: Model) -> None:
-    shape = model.input_shape
-    outputs = model.output_shapes
     size = model.input_size
-    ok = (
-        len(shape) == 4
-        and shape[1] == 3
-        and size is not None
-        and len(outputs) >= 1
-        and len(outputs[0]) == 3
-    )
     anchors = sum((size[0] // s) * (size[1] // s) for s in (8, 16, 32)) if size else None
-    ok = ok and outputs[0][2] == 85 and outputs[0][1] in (None, anchors)
-    if not ok:
+    # A dynamic-size detector's anchor count follows the size it is run at.
+    expected = [(None, None if getattr(model, "dynamic_size", False) else anchors, 85)]
+    if not _signature_ok(model, expected):
         raise ModelLoadError(
             f"{model.name} is not a YOLOX person detector of DWPose's layout: expected input "
-            f"[N,3,H,W] and output [N,{anchors or 'A'},85], found input {_fmt(shape)} and outputs "
-            f"{', '.join(_fmt(o) for o in outputs)}. Is it the pose model?"
+            f"[N,3,H,W] and output [N,{anchors or 'A'},85], found input {_fmt(model.input_shape)} "
+            f"and outputs {', '.join(_fmt(o) for o in model.output_shapes)}. Is it the pose model?"
         )
 
 
 def _check_pose(model: Model) -> None:
-    shape = model.input_shape
-    outputs = model.output_shapes
     size = model.input_size
-    ok = len(shape) == 4 and shape[1] == 3 and size is not None and len(outputs) >= 2
-    ok = ok and all(len(o) == 3 and o[1] == NUM_KEYPOINTS for o in outputs[:2])
-    ok = ok and outputs[0][2] in (None, 2 * size[1]) and outputs[1][2] in (None, 2 * size[0])
-    if not ok:
+    expected = (
+        [(None, NUM_KEYPOINTS, 2 * size[1]), (None, NUM_KEYPOINTS, 2 * size[0])] if size else []
+    )
+    if not _signature_ok(model, expected):
         raise ModelLoadError(
             f"{model.name} is not a whole-body SimCC pose model (DWPose/RTMPose): expected input "
             f"[N,3,H,W] and outputs simcc_x [N,133,2W], simcc_y [N,133,2H], found input "
-            f"{_fmt(shape)} and outputs {', '.join(_fmt(o) for o in outputs)}. Is it the detector?"
+            f"{_fmt(model.input_shape)} and outputs {', '.join(_fmt(o) for o in model.output_shapes)}. "
+            "Is it the detector?"
         )
+
+
+def _signature_ok(model: Model, expected: list[tuple]) -> bool:
+    """Whether the model takes [N,3,H,W] at its input size and gives outputs of the expected
+    shapes (None: any). Dimensions the file leaves symbolic (as torch.onnx.export writes
+    them with dynamic axes) are found by running the model once on a blank batch."""
+    shape, outputs = model.input_shape, model.output_shapes
+    if (
+        model.input_size is None
+        or not expected
+        or len(shape) != 4
+        or shape[1] not in (3, None)
+        or len(outputs) < len(expected)
+    ):
+        return False
+    declared = list(zip(outputs, expected))
+    if any(len(o) != len(e) for o, e in declared):
+        return False
+    if any(d is not None and w is not None and d != w for o, e in declared for d, w in zip(o, e)):
+        return False  # a declared dimension that contradicts the layout
+    if all(d is not None or w is None for o, e in declared for d, w in zip(o, e)):
+        return True
+    height, width = model.input_size
+    try:
+        ran = model.run(np.zeros((1, 3, height, width), np.float32))
+    except Exception:  # onnxruntime raises its own types; any failure means "not this layout"
+        return False
+    return len(ran) >= len(expected) and all(
+        r.ndim == len(e) and all(w is None or d == w for d, w in zip(r.shape, e))
+        for r, e in zip(ran, expected)
+    )
 
 
 def _fmt(shape: tuple) -> str:

@@ -12,6 +12,10 @@ import hashlib
 import inspect
 import os
 import re
+import ssl
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,11 @@ from tqdm.auto import tqdm
 KINDS = ("detector", "pose", "checkpoint")
 MODEL_SUFFIXES = (".onnx", ".pth", ".safetensors")
 MODELS_DIR_ENV = "DWPOSE_MODELS_DIR"
+# Seconds to wait for the Hub's first answer before a download. huggingface_hub retries
+# connection errors with growing pauses before it gives up (28 s for a refused connection,
+# 6.5 minutes for a silent one: bench/unreachable_hub.py); one bounded request says
+# "unreachable" instead, and the download starts only when the Hub answers.
+REACHABLE_TIMEOUT = 4.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +267,11 @@ def _fetch(
         )
         raise NotCachedError(_not_cached_message(entry, reason, places, folders, offline))
 
+    unreachable = _unreachable(_endpoint())
+    if unreachable is not None:
+        reason = f"the Hugging Face Hub at {_endpoint()} could not be reached ({unreachable})"
+        raise NotCachedError(_not_cached_message(entry, reason, places, folders, offline))
+
     local_dir = None
     if models_dir is not None:
         # models_dir/<name>: qualified names keep their owner/repo folders, so files never clash.
@@ -314,6 +328,38 @@ def _fetch(
         ) from e
     verify(Path(got), entry)
     return Path(got)
+
+
+def _unreachable(endpoint: str) -> str | None:
+    """Why `endpoint` does not answer one HEAD request within `REACHABLE_TIMEOUT` seconds
+    (refused, reset, no route, no name, silence), or None when it answers at all.
+
+    urllib follows the same proxy variables as huggingface_hub. The request runs in a
+    thread, so a name lookup that hangs counts against the bound too. TLS failures are
+    left to huggingface_hub, which may trust other certificates than the standard library.
+    """
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        request = urllib.request.Request(f"{endpoint}/", method="HEAD")
+        try:
+            # The socket waits longer than the caller, so silence always reads the same.
+            urllib.request.urlopen(request, timeout=REACHABLE_TIMEOUT + 1).close()
+        except urllib.error.HTTPError:
+            pass  # an HTTP status is an answer
+        except Exception as exc:
+            reason = getattr(exc, "reason", exc)
+            if not isinstance(reason, ssl.SSLError):
+                outcome.append(f"{type(reason).__name__}: {reason}")
+                return
+        outcome.append(None)
+
+    thread = threading.Thread(target=probe, name="dwpose-hub-probe", daemon=True)
+    thread.start()
+    thread.join(REACHABLE_TIMEOUT)
+    if not outcome:
+        return f"no answer within {REACHABLE_TIMEOUT:g} s"
+    return outcome[0]
 
 
 def _local_folders(models_dir: str | os.PathLike[str] | None) -> list[tuple[Path, str]]:

@@ -23,8 +23,10 @@ import numpy as np
 from PIL import Image
 
 from .estimator import DEFAULT_REPO, DWPose
+from .extras import require
 from .hub import DEFAULT_DETECTOR, DEFAULT_POSE_MODEL, resolve_model
-from .images import ImageError, as_rgb_uint8, pil_to_array
+from .images import ImageError, as_rgb_uint8, image_list
+from .limits import SizeLimitError, check_map_size
 from .render import BODY_STICK_WIDTH, map_size, render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame
 
@@ -133,9 +135,12 @@ class DWPosePreprocessor:
     ) -> Image.Image | list[Image.Image] | np.ndarray | torch.Tensor | tuple:
         """The control map of one image, or of a list / batch of images or video frames.
 
-        image: a PIL image, an HxWxC numpy array (uint8, or float 0-1), a CxHxW torch tensor
-            (0-1, as diffusers uses; HxWxC too), or a list of them, or a BxHxWxC array or a
-            Bx3xHxW tensor. All frames of a list go through the models in shared batches.
+        image: a PIL image, an HxWxC numpy array, a CxHxW torch tensor (0-1, as diffusers
+            uses; HxWxC too), or a list of them, or a BxHxWxC array or a Bx3xHxW tensor.
+            Pixel types as `images.as_rgb_uint8` reads them: uint8, any integer type, floats
+            in 0-1 or (detected) 0-255; a -1..1 image is refused. All frames of a list go
+            through the models in shared batches. Maps beyond `limits.check_map_size` are
+            refused before any work.
         detect_resolution: images whose short side is larger are shrunk (area-averaged) to
             this short side before estimation, as in the ControlNet app; smaller ones are not
             enlarged (that adds no detail). None or 0: always the full resolution. Keypoints
@@ -173,6 +178,11 @@ class DWPosePreprocessor:
         if self.reference is not None:  # the poses are drawn on the reference's canvas
             canvases = [(self.reference.width, self.reference.height)] * len(images)
         sizes = [_control_size(w, h, image_resolution or 0) for w, h in canvases]
+        for i, (width, height) in enumerate(sizes):  # before any work or allocation
+            try:
+                check_map_size(width, height)
+            except SizeLimitError as exc:
+                raise SizeLimitError(f"image {i}: {exc}") from None
         if output_type != "pil" and len(set(sizes)) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(set(sizes)))
             raise ValueError(
@@ -236,13 +246,8 @@ def _reference(repo_or_path: str | os.PathLike, name: str | os.PathLike) -> str 
 
 def _tracked(frames: list[PoseFrame], smooth: bool, fps: float) -> list[PoseFrame]:
     """The frames with track ids, and smoothed over the whole list with `smooth`."""
-    try:
-        from . import temporal
-    except ImportError as exc:  # scipy, for the assignment
-        raise ImportError(
-            f"tracking and smoothing need the video extra ({exc}): "
-            "pip install 'comfyui-dwpose[video]'"
-        ) from exc
+    from . import temporal  # its tracker names the extra when scipy is missing
+
     smoother = temporal.Smoother(lookahead=None) if smooth else None
     return list(temporal.track_poses(frames, fps=fps, smoother=smoother))
 
@@ -289,6 +294,7 @@ def _as_images(image) -> tuple[list[np.ndarray], bool]:
     if isinstance(image, (list, tuple)):
         if not image:
             raise ValueError("image is an empty list: give at least one image")
+        image_list(image, "image")  # refuses nested lists of numbers, with their shape
         return [_one_image(img, f"image {i}") for i, img in enumerate(image)], False
     if _ndim(image) == 4:
         return [_one_image(img, f"image {i}") for i, img in enumerate(image)], False
@@ -305,9 +311,7 @@ def _is_tensor(image) -> bool:
 
 
 def _one_image(image, name: str) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return as_rgb_uint8(pil_to_array(image), name=name)
-    if isinstance(image, np.ndarray):
+    if isinstance(image, (Image.Image, np.ndarray)):
         return as_rgb_uint8(image, name=name)
     if _is_tensor(image):
         return as_rgb_uint8(_tensor_to_hwc(image, name), name=name)
@@ -328,12 +332,7 @@ def _tensor_to_hwc(tensor, name: str) -> np.ndarray:
             f"got {tuple(tensor.shape)}"
         )
     if tensor.is_floating_point():
-        if tensor.numel() and float(tensor.min()) < 0:
-            raise ImageError(
-                f"{name}: tensor values go below 0 ({float(tensor.min()):.3g}); images are "
-                "expected in 0-1. For a -1..1 tensor pass (tensor + 1) / 2."
-            )
-        tensor = tensor.float()  # numpy has no bfloat16
+        tensor = tensor.float()  # numpy has no bfloat16; as_rgb_uint8 reads the range
     return tensor.numpy()
 
 
@@ -356,11 +355,9 @@ def _convert(maps: Sequence[np.ndarray], output_type: str, single: bool):
     if output_type == "pil":
         pil = [Image.fromarray(m) for m in maps]
         return pil[0] if single else pil
-    batch = np.stack(maps).astype(np.float32) / 255.0
+    batch = np.stack(maps).astype(np.float32)
+    batch /= 255.0  # in place: one float copy of the maps, not two
     if output_type == "np":
         return batch
-    try:
-        import torch
-    except ImportError as exc:
-        raise ImportError("output_type='pt' needs torch: pip install torch") from exc
+    torch = require("torch", "output_type='pt'")
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()

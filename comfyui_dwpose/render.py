@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 
 from . import schema
+from .limits import MAX_COORDINATE, check_map_size
+from .raster import thick_line
 from .result import DEFAULT_THRESHOLD, PoseFrame, openpose18
 
 BODY_STICK_WIDTH = 4  # half-width of a body limb ellipse, in pixels
@@ -78,10 +80,21 @@ def render_pose(
 ) -> np.ndarray:
     """Draw one frame's people as an RGB uint8 map of `height`×`width` (default: the frame's size).
 
-    A list of frames gives a stacked (B,H,W,3) array. `stick_width` is the body limb
-    half-width in pixels, or "xinsr" for the rule of xinsir's SDXL ControlNet.
+    A list of frames gives a stacked (B,H,W,3) array; an empty list gives (0,H,W,3) when
+    both sizes are given. `stick_width` is the body limb half-width in pixels, or "xinsr"
+    for the rule of xinsir's SDXL ControlNet. Points that are NaN, infinite or absurdly
+    far away (beyond MAX_COORDINATE) are not drawn, as unseen ones. A map beyond the size
+    limits (`limits.check_map_size`) is refused before it is allocated.
     """
     if not isinstance(frames, PoseFrame):
+        frames = list(frames)
+        if not frames:
+            if width is None or height is None:
+                raise ValueError(
+                    "render_pose got no frames: give at least one, or width and height"
+                )
+            check_map_size(int(width), int(height))
+            return np.zeros((0, int(height), int(width), 3), np.uint8)
         return np.stack([
             render_pose(f, width, height, threshold=threshold, body=body, hands=hands, face=face,
                         feet=feet, stick_width=stick_width)
@@ -90,8 +103,7 @@ def render_pose(
     frame = frames
     width = frame.width if width is None else int(width)
     height = frame.height if height is None else int(height)
-    if width <= 0 or height <= 0:
-        raise ValueError(f"map size must be positive, got {width}x{height}")
+    check_map_size(width, height)
     if stick_width == "xinsr":
         stick_width = xinsr_stick_width(width, height)
     elif not isinstance(stick_width, (int, np.integer)) or stick_width < 1:
@@ -104,11 +116,12 @@ def render_pose(
     def to_canvas(points: np.ndarray) -> np.ndarray:
         return points.astype(np.float64) / [frame.width, frame.height] * [width, height]
 
-    kp, sc = to_canvas(frame.keypoints), frame.scores.astype(np.float64)
+    keypoints, sc = _drawable(frame, width, height)
+    kp = to_canvas(keypoints)
     canvas = np.zeros((height, width, 3), np.uint8)
 
     if body:
-        points, visible = openpose18(frame.keypoints, sc, threshold)
+        points, visible = openpose18(keypoints, sc, threshold)
         points = to_canvas(points)
         limbs = [(schema.BODY_LIMBS, schema.BODY_COLORS)]
         joint_colors = list(schema.BODY_COLORS)
@@ -141,6 +154,20 @@ def render_pose(
     return canvas
 
 
+def _drawable(frame: PoseFrame, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints and float64 scores with every point that cannot be drawn (NaN, infinite,
+    beyond MAX_COORDINATE on the map, NaN score) set to 0 and made unseen (score -inf)."""
+    keypoints = frame.keypoints
+    scores = frame.scores.astype(np.float64)
+    scale = max(width / max(frame.width, 1), height / max(frame.height, 1), 1.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~(np.abs(keypoints) * scale <= MAX_COORDINATE).all(axis=-1) | np.isnan(scores)
+    if bad.any():
+        keypoints = np.where(bad[..., None], 0.0, keypoints)
+        scores = np.where(bad, -np.inf, scores)
+    return keypoints, scores
+
+
 def _draw_limb(canvas: np.ndarray, a: np.ndarray, b: np.ndarray, half_width: int, color) -> None:
     """A limb is a filled ellipse polygon between two joints (OpenCV LINE_8, 1° steps)."""
     xa, ya = float(a[0]), float(a[1])
@@ -166,8 +193,8 @@ def _draw_hand(canvas: np.ndarray, points: np.ndarray, visible: np.ndarray) -> N
     xy = [(int(x), int(y)) for x, y in points.tolist()]
     shown = [bool(v) and x >= 1 and y >= 1 for v, (x, y) in zip(visible.tolist(), xy)]
     for (i, j), color in zip(schema.HAND_EDGES, HAND_EDGE_COLORS):
-        if shown[i] and shown[j]:
-            cv2.line(canvas, xy[i], xy[j], color, thickness=HAND_LINE_THICKNESS)
+        if shown[i] and shown[j]:  # cv2.line as OpenCV 4.12 draws it, under any OpenCV
+            thick_line(canvas, xy[i], xy[j], HAND_LINE_THICKNESS, color)
     for p, s in zip(xy, shown):
         if s:
             cv2.circle(canvas, p, HAND_POINT_RADIUS, schema.HAND_POINT_COLOR, thickness=-1)

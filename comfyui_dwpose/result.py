@@ -8,13 +8,14 @@ it, with thresholds applied at that moment and never by deleting data.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from . import schema
+from . import files, schema
+from .pose_keypoint import parse, read_json
 
 DEFAULT_THRESHOLD = 0.3
 
@@ -39,13 +40,19 @@ class PoseFrame:
 
     def __post_init__(self) -> None:
         n = len(self.keypoints)
-        self.keypoints = np.asarray(self.keypoints, np.float64).reshape(n, schema.NUM_KEYPOINTS, 2)
-        self.scores = np.asarray(self.scores, np.float32).reshape(n, schema.NUM_KEYPOINTS)
-        self.boxes = np.asarray(self.boxes, np.float64).reshape(n, 4)
-        self.box_scores = np.asarray(self.box_scores, np.float32).reshape(n)
+        self.keypoints = _shaped(
+            self.keypoints, np.float64, (n, schema.NUM_KEYPOINTS, 2), "keypoints"
+        )
+        self.scores = _shaped(self.scores, np.float32, (n, schema.NUM_KEYPOINTS), "scores")
+        self.boxes = _shaped(self.boxes, np.float64, (n, 4), "boxes")
+        self.box_scores = _shaped(self.box_scores, np.float32, (n,), "box_scores")
         if self.track_ids is not None:
-            self.track_ids = np.asarray(self.track_ids, np.int64).reshape(n)
+            self.track_ids = _shaped(self.track_ids, np.int64, (n,), "track_ids")
         self.width, self.height = int(self.width), int(self.height)
+        if self.width < 1 or self.height < 1:
+            raise ValueError(
+                f"PoseFrame: width and height must be positive, got {self.width}x{self.height}"
+            )
 
     @classmethod
     def empty(cls, width: int, height: int) -> PoseFrame:
@@ -70,14 +77,21 @@ class PoseFrame:
         return self.select(np.argsort(-areas, kind="stable")[:count])
 
     def to_pose_keypoint(self, threshold: float = DEFAULT_THRESHOLD) -> dict:
-        """This frame as one entry of ComfyUI's POSE_KEYPOINT list (see `to_pose_keypoint`)."""
-        body, body_visible = openpose18(self.keypoints, self.scores, threshold)
+        """This frame as one entry of ComfyUI's POSE_KEYPOINT list (see `to_pose_keypoint`).
+        Non-finite values are written as unseen points (0, 0, 0) and zeros: valid JSON."""
+        kp_all, sc_all = self.keypoints.copy(), self.scores.astype(np.float64)
+        bad = ~(np.isfinite(kp_all).all(axis=-1) & np.isfinite(sc_all))
+        kp_all[bad], sc_all[bad] = 0.0, 0.0
+        body, body_visible = openpose18(kp_all, sc_all, threshold)
         people = []
         for n in range(len(self)):
-            kp, sc = self.keypoints[n], self.scores[n].astype(np.float64)
+            kp, sc = kp_all[n], sc_all[n]
             face = _flat(kp[schema.FACE], sc[schema.FACE] >= threshold)
             eyes = [schema.OP18_R_EYE, schema.OP18_L_EYE]
             face_eyes = _flat(body[n, eyes], body_visible[n, eyes])
+            box = np.nan_to_num(
+                np.append(self.boxes[n], self.box_scores[n]), nan=0.0, posinf=0.0, neginf=0.0
+            )
             person = {
                 # The body is always a list: comfyui_controlnet_aux's renderer indexes it.
                 "pose_keypoints_2d": _flat(body[n], body_visible[n]),
@@ -91,7 +105,7 @@ class PoseFrame:
                 "foot_keypoints_2d": _or_none(_flat(kp[schema.FEET], sc[schema.FEET] > threshold)),
                 # Lossless record: COCO-WholeBody order, real scores.
                 "keypoints_133": np.concatenate([kp, sc[:, None]], axis=1).ravel().tolist(),
-                "box": [*self.boxes[n].tolist(), float(self.box_scores[n])],
+                "box": box.tolist(),
             }
             if self.track_ids is not None:
                 person["person_id"] = int(self.track_ids[n])
@@ -99,36 +113,12 @@ class PoseFrame:
         return {"people": people, "canvas_width": self.width, "canvas_height": self.height}
 
     @classmethod
-    def from_pose_keypoint(cls, entry: dict) -> PoseFrame:
+    def from_pose_keypoint(cls, entry: dict, coordinates: str = "auto") -> PoseFrame:
         """Rebuild a frame from one POSE_KEYPOINT entry: ours exactly (from `keypoints_133`),
-        or another tool's from its OpenPose parts (visible points get score 1, hidden 0)."""
-        try:
-            width, height = int(entry["canvas_width"]), int(entry["canvas_height"])
-            people = entry.get("people") or []
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(
-                f"not a POSE_KEYPOINT frame (needs canvas_width, canvas_height, people): {exc}"
-            ) from exc
-        keypoints = np.zeros((len(people), schema.NUM_KEYPOINTS, 2))
-        scores = np.zeros((len(people), schema.NUM_KEYPOINTS), np.float32)
-        boxes = np.zeros((len(people), 4))
-        box_scores = np.ones(len(people), np.float32)
-        ids = []
-        for n, person in enumerate(people):
-            if person.get("keypoints_133"):
-                flat = np.asarray(person["keypoints_133"], np.float64).reshape(
-                    schema.NUM_KEYPOINTS, 3
-                )
-                keypoints[n], scores[n] = flat[:, :2], flat[:, 2]
-            else:
-                keypoints[n], scores[n] = _from_openpose_parts(person, width, height)
-            if person.get("box"):
-                boxes[n], box_scores[n] = person["box"][:4], person["box"][4]
-            else:
-                boxes[n] = _bounds(keypoints[n], scores[n] > 0)
-            ids.append(person.get("person_id"))
-        track_ids = np.asarray(ids, np.int64) if ids and all(i is not None for i in ids) else None
-        return cls(keypoints, scores, boxes, box_scores, width, height, track_ids)
+        or another tool's from its OpenPose parts (scores as written: visible points 1,
+        hidden 0). Checked strictly: see `pose_keypoint.parse`."""
+        [frame] = from_pose_keypoint(entry, coordinates)
+        return frame
 
 
 def openpose18(
@@ -165,32 +155,38 @@ def to_pose_keypoint(
     return [frame.to_pose_keypoint(threshold) for frame in frames]
 
 
-def from_pose_keypoint(value: dict | Sequence[dict]) -> list[PoseFrame]:
-    """Frames from a POSE_KEYPOINT value (a list of frame dicts, or one frame dict)."""
-    if isinstance(value, dict):
-        value = [value]
-    return [PoseFrame.from_pose_keypoint(entry) for entry in value]
+def from_pose_keypoint(
+    value: dict | Sequence[dict], coordinates: str = "auto", source: str = "POSE_KEYPOINT"
+) -> list[PoseFrame]:
+    """Frames from a POSE_KEYPOINT value (a list of frame dicts, or one frame dict).
+
+    Malformed input is a `PoseKeypointError` (a ValueError) naming `source`, the frame and
+    the field; NaN, infinite and absurd points are read as unseen. `coordinates`: "auto",
+    "pixels" or "normalised" (see `pose_keypoint.parse`).
+    """
+    return [PoseFrame(**fields) for fields in parse(value, source, coordinates)]
 
 
-def save_json(value: list[dict], path: str | Path) -> None:
-    """Write JSON to a temporary name, then rename, so a partial file never looks complete."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(value))
-    tmp.replace(path)
-
-
-def load_json(path: str | Path) -> list[PoseFrame]:
-    """Frames from a POSE_KEYPOINT JSON file, with a clear error when it is not one."""
+def dumps(value: list[dict]) -> str:
+    """POSE_KEYPOINT as JSON text, strictly valid: NaN and infinities (which `to_pose_keypoint`
+    never writes) are a ValueError, never bare `NaN` in the file."""
     try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read POSE_KEYPOINT JSON from {path}: {exc}") from exc
-    if not isinstance(value, (list, dict)):
+        return json.dumps(value, allow_nan=False)
+    except ValueError as exc:
         raise ValueError(
-            f"{path}: expected a POSE_KEYPOINT list of frames, got {type(value).__name__}"
-        )
-    return from_pose_keypoint(value)
+            f"POSE_KEYPOINT holds NaN or infinite numbers, which JSON cannot store ({exc})"
+        ) from exc
+
+
+def save_json(value: list[dict], path: str | os.PathLike) -> None:
+    """Write JSON whole or not at all (`files.replacing`): an OS error is an `OutputError`."""
+    files.write_text(path, dumps(value))
+
+
+def load_json(path: str | os.PathLike, coordinates: str = "auto") -> list[PoseFrame]:
+    """Frames from a POSE_KEYPOINT JSON file; a `PoseKeypointError` naming the file, frame
+    and field when it is not one."""
+    return from_pose_keypoint(read_json(path), coordinates, source=str(path))
 
 
 def _flat(points: np.ndarray, visible: np.ndarray) -> list[float]:
@@ -206,47 +202,8 @@ def _or_none(values: list[float], part: list[float] | None = None) -> list[float
     return values if any(part[2::3]) else None
 
 
-def _from_openpose_parts(person: dict, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    kp = np.zeros((schema.NUM_KEYPOINTS, 2))
-    sc = np.zeros(schema.NUM_KEYPOINTS, np.float32)
-
-    def part(key: str, count: int) -> np.ndarray | None:
-        values = person.get(key)
-        if not values:
-            return None
-        arr = np.asarray(values, np.float64).reshape(-1, 3)
-        if len(arr) < count:
-            raise ValueError(f"POSE_KEYPOINT {key} has {len(arr)} points, expected {count}")
-        return arr[:count]
-
-    parts = {
-        "pose_keypoints_2d": 18, "face_keypoints_2d": 68, "hand_left_keypoints_2d": 21,
-        "hand_right_keypoints_2d": 21, "foot_keypoints_2d": 6,
-    }  # fmt: skip
-    arrays = {key: part(key, count) for key, count in parts.items()}
-    visible = [a[:, :2][a[:, 2] >= 1.0] for a in arrays.values() if a is not None]
-    # Some tools write coordinates normalised to the canvas; comfyui_controlnet_aux accepts both.
-    normalised = any(len(v) for v in visible) and all((v <= 1.0).all() for v in visible)
-    scale = np.array([width, height]) if normalised else np.ones(2)
-
-    body = arrays["pose_keypoints_2d"]
-    if body is not None:
-        for j, coco in enumerate(schema.OPENPOSE18_FROM_COCO):
-            if coco != schema.NECK:
-                kp[coco], sc[coco] = body[j, :2] * scale, body[j, 2]
-    targets = {
-        "face_keypoints_2d": schema.FACE, "hand_left_keypoints_2d": schema.LEFT_HAND,
-        "hand_right_keypoints_2d": schema.RIGHT_HAND, "foot_keypoints_2d": schema.FEET,
-    }  # fmt: skip
-    for key, target in targets.items():
-        arr = arrays[key]
-        if arr is not None:
-            kp[target], sc[target] = arr[:, :2] * scale, arr[:, 2]
-    return kp, sc
-
-
-def _bounds(points: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    if not visible.any():
-        return np.zeros(4)
-    pts = points[visible]
-    return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
+def _shaped(value, dtype, shape: tuple[int, ...], name: str) -> np.ndarray:
+    arr = np.asarray(value, dtype)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"PoseFrame: {name} must have shape {shape}, got {arr.shape}")
+    return arr.reshape(shape)

@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .extras import MissingExtraError, require
+
 log = logging.getLogger(__name__)
 
 # Best first. The CPU provider is always the last resort.
@@ -100,7 +102,12 @@ def onnx_providers(device: str = "auto") -> list:
 
 
 class OnnxModel:
-    """An ONNX model in an onnxruntime session; runs batches of any size."""
+    """An ONNX model in an onnxruntime session; runs batches of any size.
+
+    `fallback` says why it runs on a slower device than asked for (None when it does not).
+    """
+
+    fallback: str | None = None
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None):
         ort = _import_onnxruntime()
@@ -124,7 +131,8 @@ class OnnxModel:
             )
             if device != "auto":
                 raise BackendUnavailableError(message + " Fix the install, or choose device='cpu'.")
-            log.warning("%s Running on the CPU; it will be slow.", message)
+            self.fallback = f"{message} Running on the CPU; it will be slow."
+            log.warning(self.fallback)
         self.provider = active[0]
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = _dims(self.session.get_inputs()[0].shape)
@@ -214,25 +222,32 @@ def load_model(
             f"{path.name} is a PyTorch checkpoint: run it with backend='torch', or convert it "
             f"for onnxruntime with `dwpose convert {path.name} -o {path.stem}.onnx`"
         )
+    failed = None
     if backend == "auto" and (precision not in ("auto", "fp32") or _torch_has_gpu(device)):
         try:
             return _torch_model(path, device, precision)
         except (ModelLoadError, BackendUnavailableError) as exc:
-            log.warning("%s; running it on onnxruntime instead", exc)
+            failed = exc
     if precision not in ("auto", "fp32"):
         raise BackendUnavailableError(
             f"precision {precision!r} needs the torch backend; onnxruntime runs {path.name} as it is"
         )
-    return OnnxModel(path, device=device)
+    model = OnnxModel(path, device=device)
+    if failed is not None:
+        # Never silent: the caller (the ComfyUI node) shows `fallback` beside its output.
+        where = "on the CPU, much slower" if model.provider == CPU else f"on {model.provider}"
+        model.fallback = f"{failed}; running it on onnxruntime instead, {where}"
+        log.warning(model.fallback)
+    return model
 
 
 def _torch_model(path: Path, device: str, precision: str) -> Model:
     try:
-        from .runtime_torch import TorchModel
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"the torch backend needs PyTorch ({exc}): install torch, or use backend='onnxruntime'"
-        ) from exc
+        require("torch", "the torch backend")
+    except MissingExtraError as exc:
+        raise BackendUnavailableError(f"{exc}; or use backend='onnxruntime'") from exc
+    from .runtime_torch import TorchModel
+
     return TorchModel.from_file(path, device, precision)
 
 

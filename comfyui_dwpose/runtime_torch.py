@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .nets import ConversionError, Net, load_net
+from .nets import ConversionError, Net
+from .nets.files import load_converted
 from .nets.layers import ConvModule
 from .runtime import BackendUnavailableError, ModelLoadError
 
@@ -105,9 +106,10 @@ class TorchModel:
     def from_file(
         cls, path: str | os.PathLike, device: str = "auto", precision: str = "auto"
     ) -> TorchModel:
-        """Load a .pth, .safetensors or official .onnx file (see ``nets.load_net``)."""
+        """Load a .pth, .safetensors or official .onnx file (see ``nets.load_net``); an
+        .onnx file is converted once and the result kept (``nets.files.load_converted``)."""
         try:
-            net = load_net(path)
+            net = load_converted(path)
         except ConversionError as exc:
             raise ModelLoadError(str(exc)) from exc
         return cls(net, device, precision)

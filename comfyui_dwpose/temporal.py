@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from . import schema
+from .extras import require
 from .result import DEFAULT_THRESHOLD, PoseFrame
 
 BODY = 17
@@ -161,6 +161,8 @@ class Tracker:
         self.threshold = threshold
         self.tracks: list[Track] = []
         self._next_id = 0
+        # scipy's Hungarian solver (the video extra), imported here: not for images alone.
+        self._assign = require("scipy.optimize", "tracking").linear_sum_assignment
 
     def update(self, frame: PoseFrame) -> PoseFrame:
         """Pair a frame's detected people with the tracks; the frame with its `track_ids`."""
@@ -208,7 +210,7 @@ class Tracker:
         similarity = 0.5 * box_iou(boxes, frame.boxes) + 0.5 * body_oks(
             kps, scores, frame.keypoints, frame.scores, frame.boxes, self.threshold, spread
         )
-        rows, cols = linear_sum_assignment(similarity, maximize=True)
+        rows, cols = self._assign(similarity, maximize=True)
         keep = similarity[rows, cols] >= self.min_similarity
         return rows[keep].tolist(), cols[keep].tolist()
 

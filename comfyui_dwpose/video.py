@@ -15,9 +15,11 @@ Per video STEM, in the output folder:
                     frames in rows (float32/int64), offsets (frame i is rows
                     offsets[i]:offsets[i+1]), times (seconds), width, height, fps
   STEM_frames/      optional: one PNG map per frame
-Everything is written under a temporary name and renamed when the video is done, so a
-video whose outputs all exist is finished (and skipped on resume), and one interrupted
-is redone.
+Everything is written under temporary names unique to the process (files.py) and renamed
+when the video is done, so a video whose outputs all exist is finished (and skipped on
+resume), and one interrupted is redone. One process at a time writes a video's outputs
+(an advisory lock in `.dwpose-locks/`); partials that a killed run left are removed by the
+next one. An output that would replace the input is refused before any work.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import dataclasses
 import json
 import os
 import re
-import shutil
+import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from . import files
+from .extras import require
 from .images import save_image
 from .render import render_pose
 from .result import DEFAULT_THRESHOLD, PoseFrame
@@ -51,14 +55,12 @@ class VideoError(ValueError):
     """A video that cannot be read, or not to the end: the message names the file and why."""
 
 
+class Stopped(Exception):
+    """`convert_video` was asked to stop (its `stop` event was set); nothing of it is left."""
+
+
 def _av():
-    try:
-        import av
-    except ImportError as exc:
-        raise VideoError(
-            "video needs PyAV: pip install 'comfyui-dwpose[video]' (or: pip install av scipy)"
-        ) from exc
-    return av
+    return require("av", "reading and writing videos")
 
 
 # ---------------------------------------------------------------------------- reading
@@ -133,6 +135,8 @@ def _open(path):
     av = _av()
     path = Path(path)
     if not path.is_file():
+        if not path.exists() and is_glob(str(path)):
+            raise VideoError(f"{path}: no file matches this pattern")
         raise VideoError(f"{path}: no such video file")
     try:
         container = av.open(os.fspath(path))
@@ -298,7 +302,7 @@ class JsonWriter:
 
     def write(self, pose: PoseFrame) -> None:
         self.file.write("[" if self.first else ",")
-        self.file.write(json.dumps(pose.to_pose_keypoint(self.threshold)))
+        self.file.write(json.dumps(pose.to_pose_keypoint(self.threshold), allow_nan=False))
         self.first = False
 
     def close(self) -> None:
@@ -381,12 +385,9 @@ class Outputs:
         return names
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
-
-
 def is_done(output_dir: Path, stem: str, outputs: Outputs) -> bool:
-    """All outputs of a video exist: it was finished (each one was renamed into place)."""
+    """All outputs of a video exist: it was finished (each one is renamed into place only
+    once written whole, after the whole video)."""
     return all((output_dir / name).exists() for name in outputs.names(stem).values())
 
 
@@ -404,61 +405,104 @@ def convert_video(
     people: int | Collection[int] | None = None,
     batch_frames: int = 8,
     on_frame: Callable[[], None] | None = None,
+    overwrite: bool = True,
+    wait: bool = True,
+    stop: threading.Event | None = None,
 ) -> dict:
     """Write the outputs of one video (module docstring); options as for `iter_poses`.
+
     Returns what was done: frames, people (track ids seen), detections (frames the
-    detector ran on), outputs. A bad or truncated video raises `VideoError` and leaves
-    no output of it behind."""
+    detector ran on), outputs, done_before (True, and nothing else done, when `overwrite`
+    is False and the outputs exist). Another process writing the same outputs is waited
+    for, or with `wait=False` is a `files.OutputBusy`. Setting `stop` ends the work after
+    the current batch of frames with `Stopped`. A bad or truncated video raises
+    `VideoError`, an output that would replace the input or cannot be written
+    `files.OutputError`; either way no output of the video is left half-written.
+    """
     path, output_dir = Path(path), Path(output_dir)
     outputs, drawing = outputs or Outputs(), drawing or Drawing()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    info = probe(path)
     final = {key: output_dir / name for key, name in outputs.names(path.stem).items()}
-    temp = {key: _partial(p) for key, p in final.items()}
-    _remove(temp.values())
-    writers: dict[str, Any] = {}
-    tracking = TrackingEstimator(estimator, detect_every)
-    try:
-        writers["video"] = VideoWriter(temp["video"], info)
-        if outputs.overlay:
-            writers["overlay"] = VideoWriter(temp["overlay"], info)
-        writers["json"] = JsonWriter(temp["json"], drawing.threshold)
-        writers["npz"] = NpzWriter(temp["npz"], info)
-        if outputs.frames:
-            temp["frames"].mkdir(parents=True)
-        count, people_seen = 0, set()
-        poses = _poses(
-            path, tracking, smooth, lookahead, max_gap, people, outputs.overlay, batch_frames,
-            on_frame,
-        )  # fmt: skip
-        for pose, frame in poses:
-            pose_map = drawing(pose)
-            writers["video"].write(pose_map, frame.pts)
+    files.refuse_inputs(final.values(), [path])
+    info = probe(path)
+    files.make_folder(output_dir)
+    with contextlib.ExitStack() as held:
+        _lock(held, output_dir / path.stem, wait, stop)
+        for target in final.values():
+            files.clean_partials(target)
+        if not overwrite and is_done(output_dir, path.stem, outputs):
+            return {"done_before": True, "outputs": list(final.values())}
+        temp = {key: files.partial_name(p) for key, p in final.items()}
+        writers: dict[str, Any] = {}
+        tracking = TrackingEstimator(estimator, detect_every)
+
+        def progress() -> None:
+            _check(stop)
+            if on_frame is not None:
+                on_frame()
+
+        try:
+            writers["video"] = VideoWriter(temp["video"], info)
             if outputs.overlay:
-                writers["overlay"].write(_overlay(frame.image, pose_map), frame.pts)
-            writers["json"].write(pose)
-            writers["npz"].write(pose, frame.time)
+                writers["overlay"] = VideoWriter(temp["overlay"], info)
+            writers["json"] = JsonWriter(temp["json"], drawing.threshold)
+            writers["npz"] = NpzWriter(temp["npz"], info)
             if outputs.frames:
-                save_image(pose_map, temp["frames"] / f"{count:06d}.png")
-            count += 1
-            people_seen.update(pose.track_ids.tolist())
-        if count == 0:
-            raise VideoError(f"{path}: has no video frames")
-        for writer in writers.values():
-            writer.close()
-        writers.clear()
-        for key in final:
-            _remove([final[key]])
-            temp[key].replace(final[key])
-        return {
-            "frames": count, "people": len(people_seen), "detections": tracking.detections,
-            "outputs": list(final.values()),
-        }  # fmt: skip
-    finally:
-        for writer in writers.values():  # only after an error, which is the one reported
-            with contextlib.suppress(Exception):
-                writer.abort()
-        _remove(temp.values())
+                temp["frames"].mkdir()
+            count, people_seen = 0, set()
+            poses = _poses(
+                path, tracking, smooth, lookahead, max_gap, people, outputs.overlay,
+                batch_frames, progress,
+            )  # fmt: skip
+            for pose, frame in poses:
+                pose_map = drawing(pose)
+                writers["video"].write(pose_map, frame.pts)
+                if outputs.overlay:
+                    writers["overlay"].write(_overlay(frame.image, pose_map), frame.pts)
+                writers["json"].write(pose)
+                writers["npz"].write(pose, frame.time)
+                if outputs.frames:
+                    save_image(pose_map, temp["frames"] / f"{count:06d}.png")
+                count += 1
+                people_seen.update(pose.track_ids.tolist())
+            if count == 0:
+                raise VideoError(f"{path}: has no video frames")
+            for writer in writers.values():
+                writer.close()
+            writers.clear()
+            for key in final:
+                files.commit(temp[key], final[key])
+        except OSError as exc:
+            raise files.OutputError(
+                f"cannot write the outputs of {path.name} in {output_dir}: {files.reason(exc)}",
+                exc.errno,
+            ) from exc
+        finally:
+            for writer in writers.values():  # only after an error, which is the one reported
+                with contextlib.suppress(Exception):
+                    writer.abort()
+            files.remove(temp.values())
+    return {
+        "frames": count, "people": len(people_seen), "detections": tracking.detections,
+        "outputs": list(final.values()), "done_before": False,
+    }  # fmt: skip
+
+
+def _lock(held: contextlib.ExitStack, stem: Path, wait: bool, stop: threading.Event | None) -> None:
+    """Take the lock of a video's outputs into `held`: at once or `OutputBusy`, or waiting
+    in steps so that `stop` is heard meanwhile."""
+    while True:
+        try:
+            held.enter_context(files.locked(stem, 1.0 if wait else 0))
+            return
+        except files.OutputBusy:
+            if not wait:
+                raise
+            _check(stop)
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped("stopped")
 
 
 def _overlay(image: np.ndarray, pose_map: np.ndarray) -> np.ndarray:
@@ -466,25 +510,22 @@ def _overlay(image: np.ndarray, pose_map: np.ndarray) -> np.ndarray:
     return np.where(pose_map.any(axis=2, keepdims=True), pose_map, image)
 
 
-def _remove(paths) -> None:
-    for p in paths:
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
-
-
 def collect_videos(inputs: list[str]) -> list[Path]:
-    """Files, folders (their videos, sorted) and glob patterns, in the order given."""
+    """Files, folders (their videos, sorted) and glob patterns, in the order given. A missing
+    file, or a pattern that matches nothing, stays in the list: it is reported when read."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-        elif not path.exists() and re.search(r"[*?\[]", item):
+        elif not path.exists() and is_glob(item):
             anchor = Path(path.anchor or ".")
             pattern = str(path.relative_to(anchor)) if path.is_absolute() else item
-            found += sorted(p for p in anchor.glob(pattern) if p.is_file())
+            found += sorted(p for p in anchor.glob(pattern) if p.is_file()) or [path]
         else:
-            found.append(path)  # a missing file is reported when it is read
+            found.append(path)
     return list(dict.fromkeys(found))
+
+
+def is_glob(text: str) -> bool:
+    return re.search(r"[*?\[]", text) is not None

@@ -77,6 +77,21 @@ def add_to_hf_cache(cache: Path, repo_id: str, filename: str, data: bytes) -> Pa
     return snapshot
 
 
+def current_umask() -> int:
+    """The process's umask (new files get 0o666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def outputs_in(folder: Path) -> list[str]:
+    """Names in an output folder, sorted, partial files included; without the lock folder
+    that output writers keep there (comfyui_dwpose.files)."""
+    from comfyui_dwpose.files import LOCKS
+
+    return sorted(p.name for p in Path(folder).iterdir() if p.name != LOCKS)
+
+
 def assert_same_image(got: np.ndarray, expected: np.ndarray) -> None:
     """Pixel-exact equality, reporting how many pixels differ when it fails."""
     assert got.shape == expected.shape and got.dtype == expected.dtype

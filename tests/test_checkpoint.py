@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+import zipfile
 
 import numpy as np
 import pytest
@@ -233,3 +234,44 @@ def test_missing_batch_norm_counters_are_tolerated(tmp_path, reference):
 def _save(path, state):
     torch.save(state, path)
     return path
+
+
+def test_a_legacy_checkpoint_loads_with_weights_only(tmp_path, reference, mmengine_classes):
+    """Issue 12, case 9: a pre-1.6 torch.save file (a stream of pickles, not a zip) was
+    refused as "not a readable PyTorch checkpoint"; torch's weights_only loader reads it,
+    and its globals are listed from the pickle opcodes for the same placeholder rule."""
+    state, ref = reference["rtmpose-t-wb-256"]
+    path = tmp_path / "legacy.pth"
+    torch.save(
+        mmengine_checkpoint(state, mmengine_classes), path, _use_new_zipfile_serialization=False
+    )
+    assert not zipfile.is_zipfile(path)
+    net = load_net(path)
+    assert net.config == NetConfig("rtmpose-t", (256, 192))
+    simcc_x, simcc_y = simcc(net.module, ref)
+    assert rel_err(simcc_x, ref["simcc_x"]) <= REL_TOL
+    assert rel_err(simcc_y, ref["simcc_y"]) <= REL_TOL
+    plain = tmp_path / "plain.pth"
+    torch.save(state, plain, _use_new_zipfile_serialization=False)
+    assert read_pth(plain).keys() == state.keys()
+
+
+def test_code_in_a_legacy_checkpoint_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    path = tmp_path / "evil.pth"
+    torch.save(
+        {"state_dict": {"w": torch.ones(1)}, "meta": Payload()},
+        path,
+        _use_new_zipfile_serialization=False,
+    )
+    with pytest.raises(ConversionError) as info:
+        load_net(path)
+    assert str(info.value).startswith(
+        "evil.pth: the file refers to code that loading it would run (posix.mkdir)"
+    )
+    assert not marker.exists()

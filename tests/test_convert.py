@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import current_umask
 from test_nets import REL_TOL, rel_err
 
 from comfyui_dwpose.cli import main
@@ -49,6 +50,8 @@ def test_onnx_to_safetensors_is_verified(tmp_path, reference, capsys):
     text = capsys.readouterr().out
     assert text.startswith(f"{source} -> {out} (yolox-nano 416x416, 80 classes, 912,159 parameters")
     assert "; equals the ONNX file to " in text
+    # The usual permissions, as every other output (safetensors' own writer makes 0600).
+    assert out.stat().st_mode & 0o777 == source.stat().st_mode & 0o777 == 0o666 & ~current_umask()
     net = load_net(out)
     assert net.config == NetConfig("yolox-nano", (416, 416))
     x = np.random.default_rng(0).uniform(0, 255, (1, 3, 416, 416)).astype(np.float32)

@@ -6,9 +6,11 @@ import cv2
 import numpy as np
 import pytest
 from conftest import add_to_hf_cache
+from PIL import Image
 
 from comfyui_dwpose import DWPose, PoseFrame
-from comfyui_dwpose.images import load_image
+from comfyui_dwpose.images import ImageError, load_image
+from comfyui_dwpose.runtime import ModelLoadError
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +131,66 @@ def test_from_pretrained_hub_repo_offline(tmp_path, monkeypatch, standins, image
         "someone/dwpose-standins", detector="det.onnx", pose_model="pose.onnx"
     )
     assert len(est(images[0])) == 2
+
+
+def test_pil_images_and_other_pixel_types(estimator, images):
+    """Issue 12, case 8: `DWPose()(PIL.Image)` said "'Image' object is not iterable"; float
+    images in 0-255 were clipped as 0-1 (the models saw a white image)."""
+    expected = estimator(images[0])
+    assert_same_frame(estimator(Image.fromarray(images[0])), expected)
+    [from_pil, _] = estimator([Image.fromarray(images[0]), images[1]])
+    assert_same_frame(from_pil, expected)
+    assert_same_frame(estimator(images[0].astype(np.float32)), expected)
+    assert_same_frame(estimator(images[0].astype(np.int16)), expected)
+
+
+def test_nested_lists_are_refused_with_their_shape(estimator, images):
+    """A nested Python list silently became 425 "images"."""
+    with pytest.raises(ImageError) as info:
+        estimator(images[0].tolist())
+    assert str(info.value) == (
+        "images: expected an image or a list of images (arrays or PIL images), got a nested "
+        "list of shape (425, 640, 3): convert it with np.asarray(image, np.uint8) first"
+    )
+    with pytest.raises(
+        ImageError,
+        match=r"^images: expected an HxWxC image or a BxHxWxC batch, got shape \(1, 2, 8, 8, 3\)$",
+    ):
+        estimator(np.zeros((1, 2, 8, 8, 3), np.uint8))
+    with pytest.raises(ImageError, match=r"^images: expected an image .* got str$"):
+        estimator("photo.jpg")
+
+
+def symbolic(source, target, dims: dict[int, str]):
+    """A copy of an ONNX model whose outputs leave `dims` symbolic, as torch.onnx.export
+    writes them with dynamic axes."""
+    import onnx
+
+    proto = onnx.load(str(source))
+    for output in proto.graph.output:
+        for index, name in dims.items():
+            dim = output.type.tensor_type.shape.dim[index]
+            dim.Clear()
+            dim.dim_param = f"{output.name}_{name}"
+    onnx.save(proto, str(target))
+    return target
+
+
+def test_symbolic_output_dimensions_are_checked_by_running_once(
+    standins, tiny_models, images, tmp_path
+):
+    """Case 9: a pose model with outputs [batch, 'simcc_x_dim_1', 576] was refused as
+    "not a whole-body SimCC pose model ... Is it the detector?" although it is one."""
+    pose = symbolic(tiny_models["pose"], tmp_path / "pose.onnx", {1: "dim_1"})
+    detector = symbolic(standins["det"], tmp_path / "det.onnx", {1: "anchors", 2: "dim_2"})
+    reference = DWPose(standins["det"], tiny_models["pose"])(images[0])
+    assert_same_frame(DWPose(detector, pose)(images[0]), reference)
+    with pytest.raises(
+        ModelLoadError,
+        match=r"det\.onnx is not a whole-body SimCC pose model.*Is it the detector\?",
+    ):
+        DWPose(None, detector)
+    with pytest.raises(
+        ModelLoadError, match=r"pose\.onnx is not a YOLOX person detector.*Is it the pose model\?"
+    ):
+        DWPose(pose, pose)

@@ -127,3 +127,30 @@ def test_pose_keypoint_equals_comfyui_layout(golden, coco_images, estimators, im
     for ours, theirs in zip(got[0]["people"], expected[0]["people"]):
         assert {k: ours[k] for k in theirs} == theirs
         assert set(ours) - set(theirs) == {"foot_keypoints_2d", "keypoints_133", "box"}
+
+
+# Map sizes at resolution 512, per image: comfyui_controlnet_aux's node draws the short side
+# at 512 and the long side in proportion (its comfy_ort/pose.png); the ControlNet app rounds
+# both sides to multiples of 64 (official_rgb_res512); diffusers needs multiples of 8.
+SIZES_512 = {  # image: (node and CLI, DWPosePreprocessor)
+    "000000000785": ((771, 512), (768, 512)),  # 640x425
+    "000000040083": ((769, 512), (768, 512)),  # 500x333
+    "000000196141": ((764, 512), (760, 512)),  # 640x429: the app's 64-rule gives 768
+    "000000197388": ((836, 512), (832, 512)),  # 640x392
+}
+
+
+@pytest.mark.parametrize("image_id", IMAGE_IDS)
+def test_map_sizes_at_resolution_512(golden, coco_images, standins, tmp_path, image_id):
+    """The CLI (and the node: tests/test_nodes.py) match comfyui_controlnet_aux's node;
+    the preprocessor's sides are multiples of 8, which diffusers pipelines need."""
+    from comfyui_dwpose import DWPosePreprocessor, cli
+
+    ours, diffusers = SIZES_512[image_id]
+    assert Image.open(golden / image_id / "comfy_ort" / "pose.png").size == ours
+    models = ["--detector", str(standins["det"]), "--pose-model", str(standins["pose"])]
+    image = coco_images[image_id]
+    assert cli.main(["pose", str(image), "-o", str(tmp_path), "--resolution", "512", *models]) == 0
+    assert Image.open(tmp_path / f"{image_id}.png").size == ours
+    pre = DWPosePreprocessor(standins["det"], standins["pose"])
+    assert pre(Image.open(image), image_resolution=512).size == diffusers

@@ -6,9 +6,11 @@ need the Hub to answer (download, "repository not found") talk to a tiny fake Hu
 on 127.0.0.1 through HF_ENDPOINT; nothing leaves the machine.
 """
 
+import contextlib
 import hashlib
 import os
 import re
+import socket
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -288,9 +290,11 @@ def test_local_files_only_without_folders(monkeypatch, cache):
     assert "as hr16/yolox-onnx/yolox_l.onnx" in message
 
 
-def test_unreachable_hub_is_translated(monkeypatch, cache):
-    # local_files_only=False forces an attempt; huggingface_hub's offline switch makes its
-    # HTTP layer fail the way a dead connection does, and the error must come out as ours.
+def test_unreachable_hub_is_translated(monkeypatch, fake_hub, cache):
+    # local_files_only=False forces an attempt. The Hub answers our first request, then
+    # huggingface_hub's offline switch makes its HTTP layer fail the way a dead connection
+    # does, and the error must come out as ours.
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(NotCachedError) as err:
         resolve_model("dw-ll_ucoco.onnx", cache_dir=cache, local_files_only=False)
     message = str(err.value)
@@ -349,6 +353,11 @@ class FakeHub(BaseHTTPRequestHandler):
 
     def answer(self, with_body: bool):
         self.requests.append(f"{self.command} {self.path}")
+        if self.path == "/":  # the front page: hub.py's first request asks whether we answer
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         owner, name, _, _, filename = urllib.parse.unquote(self.path).split("/", 5)[1:]
         repo = f"{owner}/{name}"
         data = self.files.get(f"{repo}/{filename}")
@@ -438,3 +447,85 @@ def test_repository_and_file_not_found_on_hub(fake_hub, cache):
     message = str(err.value)
     assert "Cannot download 'legs.onnx': repository someone/pose-models has no such file" in message
     assert f"{os.environ['HF_ENDPOINT']}/someone/pose-models/tree/main" in message
+
+
+# ------------------------------------------------------------- a Hub that does not answer
+
+
+@contextlib.contextmanager
+def dead_hub(monkeypatch, behaviour: str):
+    """HF_ENDPOINT at a real socket on 127.0.0.1 that accepts connections and then closes
+    them unanswered ("close", a reset) or holds them without a word ("silent", a dead
+    network); yields the list of accepted connections, complete once the block is left."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # huggingface_hub may try
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    accepted, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(conn)
+            if behaviour == "close":
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        yield accepted
+    finally:
+        stop.set()
+        thread.join()
+        listener.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # connections still waiting count too
+            while True:
+                accepted.append(listener.accept()[0])
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("behaviour", ["close", "silent"])
+def test_unreachable_hub_is_asked_once(monkeypatch, cache, behaviour):
+    # huggingface_hub alone retries a reset connection 5 times with growing pauses (and
+    # waits 10 s for each silent one); one bounded request decides instead.
+    monkeypatch.setattr(hub, "REACHABLE_TIMEOUT", 0.5)
+    with dead_hub(monkeypatch, behaviour) as accepted, pytest.raises(NotCachedError) as err:
+        resolve_model("dw-ll_ucoco_384.onnx", cache_dir=cache, local_files_only=False)
+    assert len(accepted) == 1
+    message = str(err.value)
+    reasons = {
+        "close": ("(ConnectionResetError: ", "(RemoteDisconnected: "),
+        "silent": ("(no answer within 0.5 s)",),
+    }[behaviour]
+    assert f"the Hugging Face Hub at {os.environ['HF_ENDPOINT']} could not be reached (" in message
+    assert any(reason in message for reason in reasons), message.splitlines()[0]
+    assert "dwpose download dw-ll_ucoco_384.onnx" in message
+    assert "check the connection (proxy, firewall, HF_ENDPOINT, HF_TOKEN)" in message
+
+
+def test_refused_hub(monkeypatch, cache):
+    # A bound socket that does not listen refuses connections, like a closed port.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+        with pytest.raises(NotCachedError, match=r"could not be reached .*ConnectionRefused"):
+            hub.download(cache_dir=cache)
+
+
+def test_estimator_with_default_names_asks_an_unreachable_hub_once(monkeypatch, cache):
+    from comfyui_dwpose import DWPose
+
+    expected = re.escape("'yolox_l.onnx' from yzd-v/DWPose")
+    with dead_hub(monkeypatch, "close") as accepted, pytest.raises(NotCachedError, match=expected):
+        DWPose(local_files_only=False)
+    assert len(accepted) == 1

@@ -2,8 +2,10 @@
 
 import io
 import json
+import struct
 import subprocess
 import sys
+import zlib
 
 import cv2
 import numpy as np
@@ -126,6 +128,123 @@ def test_array_conversions():
 def test_bad_arrays(array, message):
     with pytest.raises(ImageError, match=message):
         as_rgb_uint8(array)
+
+
+def test_pixel_types_and_ranges():
+    """Issue 12, case 8: float images in 0-255 were clipped as 0-1 (a white image); int16
+    and int8 were refused while int32 was taken. Every type is now read by its values."""
+    base = np.arange(12, dtype=np.uint8).reshape(2, 2, 3) * 20
+    for dtype in (np.float16, np.float32, np.float64):
+        np.testing.assert_array_equal(as_rgb_uint8(base.astype(dtype)), base)  # 0-255 floats
+        np.testing.assert_array_equal(as_rgb_uint8(base.astype(dtype) / 255), base)  # 0-1
+    overshoot = base / 255.0 * 1.2 - 0.05  # resampling overshoot around 0-1: clipped
+    np.testing.assert_array_equal(
+        as_rgb_uint8(overshoot), np.rint(np.clip(overshoot, 0, 1) * 255).astype(np.uint8)
+    )
+    for dtype in (np.int8, np.int16, np.int32, np.int64, np.uint32, np.uint64):
+        np.testing.assert_array_equal(as_rgb_uint8((base // 2).astype(dtype)), base // 2)
+    for dtype in (np.int32, np.int64, np.uint32, np.uint64):  # 16-bit data in a wide type
+        np.testing.assert_array_equal(as_rgb_uint8(base.astype(dtype) << 8), base)
+    np.testing.assert_array_equal(as_rgb_uint8(np.array([[True, False]])), [[[255] * 3, [0] * 3]])
+    pil = Image.fromarray(base)
+    np.testing.assert_array_equal(as_rgb_uint8(pil), base)
+    np.testing.assert_array_equal(
+        as_rgb_uint8(pil.convert("L")),
+        np.asarray(pil.convert("RGB").convert("L"))[:, :, None].repeat(3, 2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            np.full((4, 4, 3), -0.9, np.float32),
+            "image: float pixel values span -0.9 to -0.9; expected 0-1 (or 0-255). "
+            "For a -1..1 image pass (image + 1) / 2",
+        ),
+        (
+            np.full((4, 4), 1000.0),
+            "image: float pixel values span 1000 to 1000; expected 0-1 (or 0-255). "
+            "For a -1..1 image pass (image + 1) / 2",
+        ),
+        (
+            np.full((4, 4), -3, np.int16),
+            "image: int16 pixel values span -3 to -3; expected 0-255, or 0-65535 for 16-bit images",
+        ),
+        (
+            np.full((4, 4), 70000, np.int64),
+            "image: int64 pixel values span 70000 to 70000; expected 0-255, or 0-65535 for "
+            "16-bit images",
+        ),
+        (
+            np.zeros((5, 640, 3)).tolist(),
+            "image: expected an image array or a PIL image, got a nested list of shape "
+            "(5, 640, 3): convert it with np.asarray(image, np.uint8) first",
+        ),
+        ("photo.jpg", "image: expected an image array or a PIL image, got str"),
+        (None, "image: expected an image array or a PIL image, got NoneType"),
+        (
+            np.zeros((3, 64, 48), np.float32),
+            "image: expected an HxW or HxWxC image with C in 1, 3, 4, got shape (3, 64, 48)",
+        ),
+    ],
+)
+def test_values_and_shapes_refused_with_what_was_seen(value, message):
+    with pytest.raises(ImageError) as info:
+        as_rgb_uint8(value)
+    assert str(info.value) == message
+
+
+def png_of_zeros(path, width: int, height: int):
+    """A valid black 1-bit PNG of any size, tiny on disk: zlib squeezes the zero rows."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte, then 8 pixels a byte
+    packer = zlib.compressobj(6)
+    rows = 1000
+    data = b"".join(
+        packer.compress(row * min(rows, height - top)) for top in range(0, height, rows)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data + packer.flush())
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+    return path
+
+
+def test_image_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
+    """Issue 12, case 4: a 961 MP PNG of about 1 MB was decoded (6.7 GB peak) although
+    images beyond 900 MP are meant to be refused before decoding. Now its header is read,
+    it is refused, and the process never holds its pixels."""
+    bomb = png_of_zeros(tmp_path / "bomb.png", 31_000, 31_000)
+    assert bomb.stat().st_size < 2_000_000
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    with Image.open(bomb) as img:  # a valid PNG: PIL reads its header
+        assert img.size == (31_000, 31_000)
+    code = (
+        "import re, sys\n"
+        "from comfyui_dwpose.images import ImageError, load_image\n"
+        "try:\n"
+        "    load_image(sys.argv[1])\n"
+        "except ImageError as exc:\n"
+        "    print(exc)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print('peak-kb', re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True)
+    message, peak = done.stdout.strip().splitlines()
+    assert message == (
+        f"{bomb}: too large to decode: 31000x31000 is 961,000,000 pixels, beyond the limit "
+        "of 900,000,000 (raise $DWPOSE_MAX_IMAGE_PIXELS to allow it)"
+    )
+    peak_mb = int(peak.split()[1]) / 1024
+    assert peak_mb < 300, f"peak {peak_mb:.0f} MB: the pixels were decoded"  # they are 961 MB
+    small = png_of_zeros(tmp_path / "small.png", 300, 200)
+    assert load_image(small).shape == (200, 300, 3)
 
 
 def test_save_image_is_atomic(tmp_path, photo):

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import math
+import re
 import shutil
 import sys
 import types
@@ -276,7 +277,7 @@ def test_estimator_node_options(nodes, frames, env):
     image = as_image(frames)
     run = nodes.DWPoseEstimator().estimate
     pose_map, _ = run(image, "det.onnx", "pose.onnx", resolution=512)
-    assert pose_map.shape == (2, 512, 771, 3)
+    assert pose_map.shape == (2, 512, 771, 3)  # as comfyui_controlnet_aux (test_golden.py)
     _, one = run(image, "det.onnx", "pose.onnx", max_people=1)
     assert [len(f["people"]) for f in one] == [1, 1]
     _, whole = run(image, nodes.NO_DETECTOR, "pose.onnx")
@@ -319,6 +320,26 @@ def test_estimator_is_cached_across_executions(nodes, frames, env):
     run(image, "det.onnx", "pose.onnx", detector_channels="rgb")
     run(image, "det.onnx", "pose.onnx", max_people=1)
     assert len(nodes._ESTIMATORS) == nodes.CACHE_SIZE and first not in nodes._ESTIMATORS.values()
+
+
+def test_cpu_fallback_on_a_gpu_machine_is_said_on_the_node_and_in_the_log(
+    pack, nodes, frames, env, monkeypatch, caplog
+):
+    # As on a GPU: "auto" tries the torch backend first. The stand-in models are not
+    # official architectures, so they cannot be converted and run on onnxruntime (CPU).
+    runtime = sys.modules[pack.__name__ + ".comfyui_dwpose.runtime"]
+    monkeypatch.setattr(runtime, "_torch_has_gpu", lambda device: True)
+    nodes._ESTIMATORS.clear()
+    with caplog.at_level("WARNING"):
+        out = nodes.DWPoseEstimator().estimate(as_image(frames[:1]), "det.onnx", "pose.onnx")
+    nodes._ESTIMATORS.clear()
+    det, pose = out["ui"]["text"]
+    assert det.startswith("det.onnx: ") and pose.startswith("pose.onnx: the graph has no SimCC")
+    for text in (det, pose):
+        assert text.endswith("; running it on onnxruntime instead, on the CPU, much slower")
+        assert text in caplog.text
+    pose_map, _ = out["result"]
+    assert pose_map.shape == (1, 425, 640, 3)
 
 
 def test_progress_per_batch_and_interrupt_between_batches(nodes, frames, env, monkeypatch):
@@ -514,7 +535,7 @@ def install():
     return module
 
 
-ORT, CV = "onnxruntime", "opencv-python-headless<4.13"
+ORT, CV = "onnxruntime", "opencv-python-headless>=4.10,<5"
 
 
 @pytest.mark.parametrize(
@@ -538,16 +559,108 @@ def test_install_adds_a_build_only_where_none_is_installed(install, installed, m
 
 def test_install_warns_and_keeps_what_is_there(install, capsys):
     commands = []
-    installed = {"onnxruntime": "1.20", "onnxruntime-gpu": "1.20", "opencv-python": "5.0.0.93"}
+    installed = {
+        "numpy": "2.4.1",
+        "onnxruntime": "1.20",
+        "onnxruntime-gpu": "1.20",
+        "opencv-python": "5.0.0.93",
+    }
     install.main(installed, run=commands.append)
     out = capsys.readouterr().out
     assert commands == []
     assert "several onnxruntime builds are installed (onnxruntime, onnxruntime-gpu)" in out
-    assert "with OpenCV 5.0.0.93 pose maps can differ" in out and '"opencv-python<4.13"' in out
-    for version, exact in [("4.12.0.88", True), ("4.10.0", True), ("4.13.0.92", False)]:
-        install.main({"onnxruntime": "1.20", "opencv-contrib-python": version}, run=commands.append)
-        assert ("pose maps can differ" not in capsys.readouterr().out) == exact
+    assert "with OpenCV 5.0.0.93 boxes and keypoints can differ" in out
+    assert '-m pip install "opencv-python>=4.10,<5" numpy==2.4.1`' in out  # same package
+    # Every OpenCV 4 from 4.8 gives upstream's results (tests/opencv_matrix.py).
+    for numpy, version, exact in [
+        ("1.26.4", "4.8.1.78", True),
+        ("2.2.6", "4.12.0.88", True),
+        ("2.4.1", "4.13.0.92", True),
+        ("2.4.1", "4.14.0.94", True),
+        ("1.26.4", "3.4.18.65", False),
+        ("2.4.1", "5.1.0.95", False),
+    ]:
+        opencv = {"numpy": numpy, "onnxruntime": "1.20", "opencv-contrib-python": version}
+        install.main(opencv, run=commands.append)
+        assert ("can differ" not in capsys.readouterr().out) == exact
     assert commands == []
+
+
+def test_gpu_needs_nothing_beyond_requirements_and_install_says_so(install, capsys):
+    # On a GPU the nodes convert the default .onnx models for ComfyUI's torch: that needs
+    # onnx (reading) and safetensors (keeping the result), so ComfyUI-Manager installs them.
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    names = {re.split(r"[<>=\s#]", line, maxsplit=1)[0] for line in lines if line[:1].isalpha()}
+    assert {"onnx", "safetensors", "torch", "scipy"} <= names
+    install.main({"onnxruntime": "1.20", "opencv-python": "4.12.0"}, run=list)
+    out = capsys.readouterr().out
+    assert install.GPU_NOTE in out and "onnxruntime-gpu" not in out
+
+
+def test_install_tells_when_the_opencv_kept_cannot_import_with_numpy(install, capsys):
+    """OpenCV 4.8/4.9 are built for numpy 1 (their wheels do not say so)."""
+    install.main({"numpy": "2.4.1", "onnxruntime": "1.20", "opencv-python": "4.9.0.80"})
+    out = capsys.readouterr().out
+    assert "OpenCV 4.9.0.80 is built for numpy 1 and does not import under numpy 2.4.1" in out
+    assert '-m pip install "opencv-python>=4.10,<5" numpy==2.4.1`' in out
+    install.main({"numpy": "1.26.4", "onnxruntime": "1.20", "opencv-python": "4.9.0.80"})
+    assert "warning" not in capsys.readouterr().out
+
+
+# numpy requirements of the OpenCV wheels on PyPI for Python 3.10+ (their METADATA); 4.8
+# and 4.9 are built for numpy 1 although they allow numpy 2.
+OPENCV_WHEELS = {
+    "4.8.1.78": ["numpy>=1.21.2", 'numpy>=1.23.5; python_version >= "3.11"'],
+    "4.9.0.80": ["numpy>=1.21.2", 'numpy>=1.23.5; python_version >= "3.11"'],
+    "4.10.0.84": ["numpy>=1.21.2", 'numpy>=1.23.5; python_version >= "3.11"'],
+    "4.11.0.86": ["numpy>=1.21.2", 'numpy>=1.23.5; python_version >= "3.11"'],
+    "4.12.0.88": ["numpy<2.3.0,>=2"],
+    "4.13.0.92": ["numpy>=2"],
+    "4.14.0.94": ["numpy>=2"],
+    "5.0.0.93": ["numpy>=2"],
+}
+
+
+def fake_wheel(folder: Path, name: str, version: str, requires: list[str]) -> None:
+    """A wheel with nothing but metadata: enough for pip to resolve versions."""
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    with zipfile.ZipFile(folder / f"{dist}-py3-none-any.whl", "w") as archive:
+        archive.writestr(f"{dist}.dist-info/METADATA", metadata)
+        archive.writestr(f"{dist}.dist-info/WHEEL", wheel)
+        archive.writestr(f"{dist}.dist-info/RECORD", "")
+
+
+@pytest.mark.parametrize(
+    ("numpy", "chosen"), [("1.26.4", "4.11.0.86"), ("2.2.6", "4.14.0.94"), ("2.4.1", "4.14.0.94")]
+)
+def test_install_picks_an_opencv_that_fits_the_numpy_installed(install, tmp_path, numpy, chosen):
+    """install.py's own pip command, resolved by the real pip against the OpenCV wheels'
+    numpy requirements (offline, from metadata-only wheels): the newest OpenCV 4 that
+    fits the installed numpy, which stays as it is."""
+    import os
+    import subprocess
+
+    for version, requires in OPENCV_WHEELS.items():
+        fake_wheel(tmp_path, "opencv-python-headless", version, requires)
+    for version in ("1.26.4", "2.2.6", "2.4.1"):
+        fake_wheel(tmp_path, "numpy", version, [])
+    commands = []
+    install.main({"numpy": numpy, "onnxruntime": "1.20"}, run=commands.append)
+    [command] = commands
+    offline = ["--dry-run", "--ignore-installed", "--quiet", "--report", "-", "--no-index"]
+    offline += ["--find-links", str(tmp_path)]
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}  # no index, no constraints from config
+    out = subprocess.run(command + offline, capture_output=True, text=True, env=env, check=True)
+    picked = {
+        item["metadata"]["name"]: item["metadata"]["version"]
+        for item in json.loads(out.stdout)["install"]
+    }
+    assert picked == {"opencv-python-headless": chosen, "numpy": numpy}
 
 
 def test_install_reads_this_pythons_distributions(install):
@@ -639,3 +752,27 @@ def test_api_workflow_is_the_ui_workflow(pack):
             for name, value in zip(widgets, node["widgets_values"]):
                 if name not in linked:
                     assert entry["inputs"][name] == value, (node["type"], name)
+
+
+def test_malformed_pose_keypoint_and_huge_maps_are_refused_before_work(nodes, frames, env):
+    """Issue 12, cases 3 and 4 in ComfyUI: one message naming the frame and the field;
+    a map beyond the size limits refused before the models run or memory is taken."""
+    bad = [{"canvas_width": 64, "canvas_height": 48, "people": []},
+           {"canvas_width": 64, "canvas_height": 48, "people": [{"box": [1, 2, 3]}]}]  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        nodes.DWPoseRender().render(bad)
+    assert str(info.value) == (
+        "POSE_KEYPOINT: frame 1: people[0].box: expected [x1, y1, x2, y2] or "
+        "[x1, y1, x2, y2, score], got 3 numbers"
+    )
+    height, width = frames.shape[1:3]  # 16384 on the short side: the long side is too long
+    long_side = round(width * 16384 / height)
+    with pytest.raises(ValueError) as info:
+        nodes.DWPoseEstimator().estimate(
+            as_image(frames[:1]), "det.onnx", "pose.onnx", resolution=16384
+        )
+    assert str(info.value) == (
+        f"a {long_side}x16384 pose map is beyond the limit of 32,768 pixels a side and "
+        "268,435,456 pixels in all (about 768 MiB): choose a smaller resolution, or raise "
+        "$DWPOSE_MAX_MAP_SIDE / $DWPOSE_MAX_MAP_PIXELS"
+    )

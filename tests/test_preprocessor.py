@@ -17,6 +17,7 @@ from PIL import Image
 from comfyui_dwpose import DWPose, DWPosePreprocessor, PoseFrame, render_pose
 from comfyui_dwpose.hub import NotCachedError
 from comfyui_dwpose.images import ImageError, load_image
+from comfyui_dwpose.limits import SizeLimitError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -216,10 +217,33 @@ def test_wrong_arguments_are_named(pre, images):
         pre([])
     with pytest.raises(TypeError, match=r"image 1: expected a PIL image.*got str"):
         pre([image, "dancer.jpg"])
-    with pytest.raises(ImageError, match=r"values go below 0.*\(tensor \+ 1\) / 2"):
+    with pytest.raises(ImageError, match=r"values span -0.5 to -0.5.*\(image \+ 1\) / 2"):
         pre(torch.full((3, 64, 64), -0.5))
     with pytest.raises(ImageError, match=r"image: expected a tensor of shape CxHxW"):
         pre(torch.zeros(2, 2, 3, 8, 8))
+
+
+def test_maps_beyond_the_limits_are_refused_before_any_work(pre, images):
+    """Issue 12, case 4: a 1x10000 image at image_resolution=512 made a 512x5,120,000 map
+    (18 GB peak). It is refused before the models run or memory is taken; nested lists
+    are refused with their shape."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(SizeLimitError) as info:
+            pre(np.zeros((10000, 1, 3), np.uint8), image_resolution=512)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == (
+        "image 0: a 512x5120000 pose map is beyond the limit of 32,768 pixels a side and "
+        "268,435,456 pixels in all (about 768 MiB): choose a smaller resolution, or raise "
+        "$DWPOSE_MAX_MAP_SIDE / $DWPOSE_MAX_MAP_PIXELS"
+    )
+    assert peak < 2**20  # bytes numpy allocated on the way to the refusal
+    with pytest.raises(ImageError, match=r"got a nested list of shape \(2, 3, 3\)"):
+        pre([[[0, 0, 0]] * 3] * 2)
 
 
 def test_from_pretrained_local_folder_and_hub_cache(tmp_path, standins, images):

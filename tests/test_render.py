@@ -7,6 +7,7 @@ import pytest
 from conftest import assert_same_image
 
 from comfyui_dwpose import PoseFrame, render_pose, schema
+from comfyui_dwpose.limits import SizeLimitError
 from comfyui_dwpose.render import HAND_EDGE_COLORS, xinsr_stick_width
 
 WIDTH, HEIGHT = 640, 392  # image 197388
@@ -168,3 +169,58 @@ def test_batch_of_frames_stacks(person):
 def test_bad_options_are_refused(person, kwargs, message):
     with pytest.raises(ValueError, match=message):
         render_pose(person, **kwargs)
+
+
+def test_unreadable_points_are_drawn_as_unseen(person):
+    """Issue 12, case 8: one NaN point crashed render_pose ("cannot convert float NaN to
+    integer"); NaN, infinite and absurd points are now unseen, everything else is drawn."""
+    broken = PoseFrame(
+        person.keypoints.copy(), person.scores.copy(), person.boxes, person.box_scores,
+        WIDTH, HEIGHT,
+    )  # fmt: skip
+    hidden = PoseFrame(
+        person.keypoints.copy(), person.scores.copy(), person.boxes, person.box_scores,
+        WIDTH, HEIGHT,
+    )  # fmt: skip
+    for index, value in ((0, np.nan), (9, 1e12), (100, np.inf), (30, -np.inf)):
+        broken.keypoints[0, index, 0] = value
+        hidden.scores[0, index] = 0.0
+    broken.scores[0, 60] = np.nan
+    hidden.scores[0, 60] = 0.0
+    assert hidden.scores[0, [0, 9, 100, 30, 60]].tolist() == [0.0] * 5
+    assert person.scores[0, [0, 9, 100, 30, 60]].min() > 0.3  # all were drawn before
+    drawn = render_pose(broken)
+    assert_same_image(drawn, render_pose(hidden))
+    assert drawn.any()
+    assert_same_image(render_pose(broken, 1280, 784), render_pose(hidden, 1280, 784))
+
+
+def test_an_empty_list_of_frames():
+    assert render_pose([], 64, 48).shape == (0, 48, 64, 3)
+    with pytest.raises(
+        ValueError, match=r"^render_pose got no frames: give at least one, or width and height$"
+    ):
+        render_pose([])
+
+
+def test_map_size_limits_apply_before_allocating(person, monkeypatch):
+    with pytest.raises(SizeLimitError) as info:
+        render_pose(person, 100_000, 100_000)
+    assert str(info.value) == (
+        "a 100000x100000 pose map is beyond the limit of 32,768 pixels a side and 268,435,456 "
+        "pixels in all (about 768 MiB): choose a smaller resolution, or raise "
+        "$DWPOSE_MAX_MAP_SIDE / $DWPOSE_MAX_MAP_PIXELS"
+    )
+    with pytest.raises(SizeLimitError, match="a 1x100000 pose map"):
+        render_pose(person, 1, 100_000)
+    monkeypatch.setenv("DWPOSE_MAX_MAP_PIXELS", "1000")
+    with pytest.raises(SizeLimitError, match="beyond the limit of 32,768 pixels a side and 1,000"):
+        render_pose(person, 64, 48)
+    monkeypatch.setenv("DWPOSE_MAX_MAP_PIXELS", "1_000_000")
+    monkeypatch.setenv("DWPOSE_MAX_MAP_SIDE", "40000")
+    assert render_pose(person, 40000, 8).shape == (8, 40000, 3)
+    monkeypatch.setenv("DWPOSE_MAX_MAP_SIDE", "lots")
+    with pytest.raises(
+        SizeLimitError, match=r"\$DWPOSE_MAX_MAP_SIDE must be a whole number, got 'lots'"
+    ):
+        render_pose(person, 64, 48)

@@ -16,7 +16,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from conftest import IMAGE_IDS, ROOT
+from conftest import IMAGE_IDS, ROOT, current_umask
 
 from comfyui_dwpose import DWPose, hub, runtime_torch
 from comfyui_dwpose import runtime as runtime_module
@@ -246,3 +246,65 @@ def test_registry_checkpoints_are_pose_models_for_the_estimator(tmp_path):
     assert not isinstance(info.value, hub.UnknownModelError)
     with pytest.raises(hub.UnknownModelError, match="is a checkpoint model, not a detector model"):
         hub.resolve_model("dw-tt_ucoco.pth", kind="detector", cache_dir=tmp_path)
+
+
+# ------------------------------------------------------------ converted weights are kept
+
+
+@pytest.fixture
+def conversions(monkeypatch, tmp_path):
+    """Counts ONNX conversions; the user cache folder in tmp_path."""
+    from comfyui_dwpose.nets import files
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user_cache"))
+    count = []
+    real = files.convert_onnx
+
+    def counted(*args, **kwargs):
+        count.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "convert_onnx", counted)
+    return count
+
+
+def test_onnx_is_converted_once_and_kept_beside_the_file(models, conversions, tmp_path):
+    source = tmp_path / "models" / "det.onnx"
+    source.parent.mkdir()
+    source.write_bytes(models["det_onnx"].read_bytes())
+    images = np.random.default_rng(1).uniform(0, 255, (2, 3, 416, 416)).astype(np.float32)
+    first = TorchModel.from_file(source, device="cpu")
+    kept = tmp_path / "models" / "det.onnx.torch.safetensors"
+    assert len(conversions) == 1 and kept.is_file()
+    assert oct(kept.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+    again = TorchModel.from_file(source, device="cpu")  # a restart: read, not converted
+    assert len(conversions) == 1
+    assert (
+        repr(again)
+        == repr(first)
+        == ("TorchModel('det.onnx', yolox-nano 416x416, 80 classes, device=cpu, float32)")
+    )
+    for got, expected in zip(again.run(images), first.run(images)):
+        np.testing.assert_array_equal(got, expected)
+    # Another file under the same name (new weights) is converted anew, and replaces the kept one.
+    source.write_bytes(models["pose_onnx"].read_bytes())
+    pose = TorchModel.from_file(source, device="cpu")
+    assert len(conversions) == 2 and pose.config.arch == "rtmpose-t"
+    assert TorchModel.from_file(source, device="cpu").config.arch == "rtmpose-t"
+    assert len(conversions) == 2 and not list(tmp_path.joinpath("user_cache").rglob("*"))
+
+
+def test_converted_weights_go_to_the_cache_folder_where_the_file_folder_refuses(
+    models, conversions, tmp_path
+):
+    source = tmp_path / "models" / "pose.onnx"
+    source.parent.mkdir()
+    source.write_bytes(models["pose_onnx"].read_bytes())
+    # A folder in the way of the file (root writes read-only folders, so chmod cannot tell).
+    (tmp_path / "models" / "pose.onnx.torch.safetensors").mkdir()
+    TorchModel.from_file(source, device="cpu")
+    TorchModel.from_file(source, device="cpu")
+    [kept] = tmp_path.joinpath("user_cache", "comfyui-dwpose").iterdir()
+    assert kept.name == f"{hub.file_sha256(source)[:16]}-pose.onnx.torch.safetensors"
+    assert len(conversions) == 1
+    assert not [p for p in source.parent.iterdir() if p.name.endswith(".tmp")]

@@ -19,6 +19,7 @@ from diffusers import (
     DDIMScheduler,
     MotionAdapter,
     StableDiffusionControlNetPipeline,
+    StableDiffusionPipeline,
     StableDiffusionXLControlNetPipeline,
     UNet2DConditionModel,
 )
@@ -51,28 +52,68 @@ def text_encoder(cls=CLIPTextModel):
     return cls(config).eval()
 
 
-def vae() -> AutoencoderKL:
+def vae(levels: int = 2) -> AutoencoderKL:
+    """Halves the size `levels - 1` times (2: once; 4: 8 times smaller, as SD's VAE)."""
     torch.manual_seed(0)
     return AutoencoderKL(
-        block_out_channels=(8, 8), in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-        norm_num_groups=4, layers_per_block=1,
+        block_out_channels=(8,) * levels, in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * levels,
+        up_block_types=["UpDecoderBlock2D"] * levels, norm_num_groups=4, layers_per_block=1,
     )  # fmt: skip
 
 
-def unet(cross_attention_dim: int = TEXT_WIDTH, **sdxl) -> UNet2DConditionModel:
+def unet(
+    cross_attention_dim: int = TEXT_WIDTH, attention_level: int = 0, **sdxl
+) -> UNet2DConditionModel:
+    """Attention on one of the two levels: 0 at the latent size, 1 at half of it (16 times
+    fewer pairs of positions: what keeps 512 px maps quick on a CPU)."""
     torch.manual_seed(0)
+    down = ["DownBlock2D", "DownBlock2D"]
+    down[attention_level] = "CrossAttnDownBlock2D"
     return UNet2DConditionModel(
         block_out_channels=BLOCKS, layers_per_block=1, sample_size=16, in_channels=4,
-        out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
+        out_channels=4, down_block_types=down,
+        up_block_types=[b.replace("Down", "Up") for b in reversed(down)], norm_num_groups=4,
         attention_head_dim=2, cross_attention_dim=cross_attention_dim, **sdxl,
     )  # fmt: skip
 
 
-def controlnet(base: UNet2DConditionModel) -> ControlNetModel:
+def controlnet(base: UNet2DConditionModel, levels: int = 2) -> ControlNetModel:
+    """Its conditioning embedding shrinks the map as `vae(levels)` shrinks the image; it
+    runs at the map's full size, so its first layers are the narrowest."""
     torch.manual_seed(0)
-    return ControlNetModel.from_unet(base, conditioning_embedding_out_channels=(8, 8))
+    widths = (2, 2, 4, 4, 8)[-levels:]
+    return ControlNetModel.from_unet(base, conditioning_embedding_out_channels=widths)
+
+
+def motion_adapter() -> MotionAdapter:
+    torch.manual_seed(0)
+    return MotionAdapter(
+        block_out_channels=BLOCKS, motion_layers_per_block=1, motion_norm_num_groups=4,
+        motion_num_attention_heads=2,
+    )  # fmt: skip
+
+
+def hub_repos(folder: Path) -> dict[str, Path]:
+    """Folders laid out as the Hub repos the README's examples load (repo id -> folder): an
+    SD 1.5 pipeline, an OpenPose ControlNet and an AnimateDiff motion adapter. Toy widths,
+    and the VAE and the ControlNet shrink maps 16 times (SD's: 8), with attention at half
+    the latent size, so the README's 512 px maps and 20 steps stay quick on a CPU; map
+    sides must then be multiples of 16."""
+    base = unet(attention_level=1)
+    sd = StableDiffusionPipeline(
+        vae=vae(levels=5), text_encoder=text_encoder(), tokenizer=tokenizer(folder / "vocab"),
+        unet=base, scheduler=DDIMScheduler(clip_sample=False, steps_offset=1), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    repos = {
+        "stable-diffusion-v1-5/stable-diffusion-v1-5": sd,
+        "lllyasviel/control_v11p_sd15_openpose": controlnet(base, levels=5),
+        "guoyww/animatediff-motion-adapter-v1-5-2": motion_adapter(),
+    }
+    for repo_id, model in repos.items():
+        model.save_pretrained(folder / repo_id)
+    return {repo_id: folder / repo_id for repo_id in repos}
 
 
 def sd_controlnet(folder: Path) -> StableDiffusionControlNetPipeline:
@@ -106,11 +147,7 @@ def sdxl_controlnet(folder: Path) -> StableDiffusionXLControlNetPipeline:
 
 def animatediff_controlnet(folder: Path) -> AnimateDiffControlNetPipeline:
     base = unet()
-    torch.manual_seed(0)
-    motion = MotionAdapter(
-        block_out_channels=BLOCKS, motion_layers_per_block=1, motion_norm_num_groups=4,
-        motion_num_attention_heads=2,
-    )  # fmt: skip
+    motion = motion_adapter()
     pipe = AnimateDiffControlNetPipeline(
         vae=vae(), text_encoder=text_encoder(), tokenizer=tokenizer(folder), unet=base,
         motion_adapter=motion, controlnet=controlnet(base),

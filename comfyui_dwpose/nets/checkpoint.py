@@ -26,16 +26,22 @@ OpenMMLab packages; anything else is refused with the list of what the file asks
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
+<<<<<<< HEAD
 import re
 import uuid
+=======
+import pickletools
+import zipfile
+>>>>>>> main
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .. import files
+from ..extras import require
 from .arch import ConversionError, NetConfig, candidates, choose, shape_text
 
 # Modules whose pickled objects may be replaced by placeholders: what training code writes
@@ -58,23 +64,66 @@ class _Placeholder:
 
 
 def read_pth(path: str | os.PathLike) -> object:
-    """``torch.load(path, weights_only=True)``, with placeholders for trainer metadata objects."""
+    """``torch.load(path, weights_only=True)``, with placeholders for trainer metadata objects.
+
+    Both of torch.save's formats: the zip archive (torch 1.6 and later) and the legacy
+    stream of pickles before it, whose globals are listed from its opcodes (pickletools)
+    since torch's scanner reads archives only.
+    """
     path = Path(path)
-    needed = _unsafe_globals(path)
-    foreign = [name for name in needed if name.split(".")[0] not in PLACEHOLDER_MODULES]
-    if foreign:
-        raise ConversionError(
-            f"the file refers to code that loading it would run ({', '.join(foreign[:5])}); "
-            "it is refused because weights are never unpickled. If you trust the file, re-save "
-            "its weights alone where you trust it, e.g. `torch.save(torch.load(f, weights_only=False)"
-            '["state_dict"], "weights.pth")`, and convert that.'
-        )
-    placeholders = [(_Placeholder, name) for name in needed]
+    legacy = path.is_file() and not zipfile.is_zipfile(path)
+    needed = _legacy_globals(path) if legacy else _unsafe_globals(path)
+    foreign = [name for name in needed if not _placeholder_ok(name, legacy)]
+    if foreign and not legacy:
+        raise ConversionError(_refusal(foreign))
+    placeholders = [
+        (_Placeholder, name) for name in needed if name.split(".")[0] in PLACEHOLDER_MODULES
+    ]
     try:
         with torch.serialization.safe_globals(placeholders):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        if legacy and foreign:  # weights_only refused a global torch does not allow
+            raise ConversionError(_refusal(foreign)) from exc
         raise ConversionError(f"not a readable PyTorch checkpoint ({exc})") from exc
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise ConversionError(f"not a readable PyTorch checkpoint ({exc})") from exc
+
+
+def _placeholder_ok(name: str, legacy: bool) -> bool:
+    """Whether a global may be read: a placeholder module's, or (legacy files, whose list
+    includes what weights_only allows) torch's own and the containers it allows."""
+    root = name.split(".")[0]
+    return root in PLACEHOLDER_MODULES or (legacy and root in ("torch", "collections", "builtins"))
+
+
+def _refusal(foreign: list[str]) -> str:
+    return (
+        f"the file refers to code that loading it would run ({', '.join(foreign[:5])}); "
+        "it is refused because weights are never unpickled. If you trust the file, re-save "
+        "its weights alone where you trust it, e.g. `torch.save(torch.load(f, weights_only=False)"
+        '["state_dict"], "weights.pth")`, and convert that.'
+    )
+
+
+def _legacy_globals(path: Path) -> list[str]:
+    """Every global a legacy torch.save file names: it is four pickles (magic number,
+    protocol, system info, the object), read here as opcodes only, never executed."""
+    names: list[str] = []
+    try:
+        with path.open("rb") as file:
+            for _ in range(4):
+                for op, arg, _ in pickletools.genops(file):
+                    if op.name == "GLOBAL":
+                        names.append(str(arg).replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL":
+                        raise ConversionError(
+                            "a legacy checkpoint in a pickle protocol this reader does not "
+                            "scan; re-save it with torch 1.6 or newer"
+                        )
+    except (ValueError, EOFError, UnicodeDecodeError, pickle.UnpicklingError) as exc:
+        raise ConversionError(f"not a readable PyTorch checkpoint ({exc})") from exc
+    return list(dict.fromkeys(names))
 
 
 def _unsafe_globals(path: Path) -> list[str]:
@@ -173,6 +222,7 @@ def read_state_dict(
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         return extract_state_dict(read_pth(path), branch), {}
+    require("safetensors", f"reading {path.name}")
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -245,25 +295,29 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     return model
 
 
-def save_safetensors(model: nn.Module, config: NetConfig, path: str | os.PathLike) -> Path:
-    """Write the model's state dict with its configuration as metadata, atomically."""
-    from safetensors.torch import save_file
+def save_safetensors(
+    model: nn.Module,
+    config: NetConfig,
+    path: str | os.PathLike,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write the model's state dict with its configuration (and `extra_metadata`) as
+    metadata, atomically."""
+    require("safetensors", f"writing {Path(path).name}")
+    from safetensors.torch import save
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    files.make_folder(path.parent)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {
         "arch": config.arch,
         "input_size": f"{config.input_size[0]}x{config.input_size[1]}",
         "num_keypoints": str(config.num_keypoints),
         "num_classes": str(config.num_classes),
+        **(extra_metadata or {}),
     }
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with files.replacing(path) as partial:
+        # Written by us rather than safetensors' save_file, which makes the file private
+        # (0600): the output gets the usual permissions, as every other file we write.
+        partial.write_bytes(save(tensors, metadata=metadata))
     return path

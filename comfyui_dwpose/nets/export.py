@@ -15,14 +15,14 @@ self-contained file at a fixed opset, and names dynamic axes directly.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .. import files
 
 DEFAULT_OPSET = 17
 
@@ -50,7 +50,8 @@ def export_onnx(
     ``input_size`` is ``(height, width)``, by default the model's own. The model is
     exported in eval mode and put back in its previous mode afterwards. The file is
     written under a temporary name in the same folder and renamed into place, so a
-    crash never leaves a partial file under the final name. ``dynamic_size`` (detectors)
+    crash never leaves a partial file under the final name; an OS error is a
+    `files.OutputError` naming the file. ``dynamic_size`` (detectors)
     makes height, width and the anchor count dynamic too.
     """
     path = Path(path)
@@ -72,36 +73,31 @@ def export_onnx(
     param = next(model.parameters())
     dummy = torch.zeros(1, 3, height, width, dtype=param.dtype, device=param.device)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so the final rename is atomic; created by the exporter with the
-    # usual permissions (mkstemp would leave the file private).
-    tmp_name = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    files.make_folder(path.parent)
     was_training = model.training
     model.eval()
+    # A temporary name in the same folder, renamed when complete (files.replacing); created
+    # by the exporter with the usual permissions (mkstemp would leave the file private).
     try:
-        with torch.no_grad():
-            out_shapes = [tuple(t.shape) for t in _as_tuple(model(dummy))]
-        with torch.no_grad(), warnings.catch_warnings():
-            # The TorchScript exporter announces its deprecation on every call.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                model,
-                (dummy,),
-                tmp_name,
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes=dynamic_axes or None,
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        nominal = f"{height}x{width}" if dynamic_size else None
-        _set_static_output_dims(tmp_name, output_names, out_shapes, dynamic_axes, nominal)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+        with files.replacing(path) as partial:
+            with torch.no_grad():
+                out_shapes = [tuple(t.shape) for t in _as_tuple(model(dummy))]
+            with torch.no_grad(), warnings.catch_warnings():
+                # The TorchScript exporter announces its deprecation on every call.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.onnx.export(
+                    model,
+                    (dummy,),
+                    partial,
+                    input_names=input_names,
+                    output_names=output_names,
+                    dynamic_axes=dynamic_axes or None,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+            nominal = f"{height}x{width}" if dynamic_size else None
+            _set_static_output_dims(partial, output_names, out_shapes, dynamic_axes, nominal)
     finally:
         model.train(was_training)
     return path

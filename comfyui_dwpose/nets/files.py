@@ -4,6 +4,11 @@ In: ``.pth``/``.pt`` checkpoints (read with ``weights_only``), ``.safetensors``,
 official ``.onnx`` files (converted by structure, then verified against onnxruntime).
 Out: ``.safetensors`` (the state dict, with the configuration as metadata) or ``.onnx``
 (the official signature, dynamic batch).
+
+The torch backend loads ``.onnx`` files with ``load_converted``: converted once, the
+weights are kept as ``<file>.torch.safetensors`` beside the file (or in the user's cache
+folder where that cannot be written), keyed by the file's sha256, so a restart reads
+them instead of converting and verifying again, and a changed file is converted anew.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from pathlib import Path
 
 from torch import nn
 
+from ..files import OutputError
+from ..hub import file_sha256
 from ..runtime import parse_size
 from .arch import ConversionError, NetConfig
 from .checkpoint import infer_config, load_weights, read_state_dict, save_safetensors
@@ -25,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 OUTPUT_SUFFIXES = (".onnx", ".safetensors")
+CONVERTED_SUFFIX = ".torch.safetensors"
 
 
 @dataclass
@@ -93,3 +101,59 @@ def save_net(net: Net, path: str | os.PathLike, dynamic_size: bool = False) -> P
     if suffix == ".safetensors":
         return save_safetensors(net.module, net.config, path)
     raise ConversionError(f"{path.name}: can write {' or '.join(OUTPUT_SUFFIXES)} only")
+
+
+def load_converted(path: str | os.PathLike) -> Net:
+    """``load_net``, with an ``.onnx`` file converted only the first time (module docstring)."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        return load_net(path)
+    key = file_sha256(path)
+    places = converted_places(path, key)
+    for place in places:
+        net = _read_converted(place, path, key)
+        if net is not None:
+            return net
+    log.info("%s: converting it for the torch backend (once; the result is kept)", path.name)
+    net = load_net(path)
+    extra = {"source": path.name, "source_sha256": key}
+    if net.onnx_error is not None:
+        extra["onnx_error"] = repr(net.onnx_error)
+    for place in places:
+        try:
+            save_safetensors(net.module, net.config, place, extra)
+        except (OSError, OutputError, ImportError) as exc:  # read-only folder; no safetensors
+            log.info("%s: cannot keep the converted weights at %s (%s)", path.name, place, exc)
+            continue
+        log.info("%s: converted weights kept at %s", path.name, place)
+        return net
+    log.warning(
+        "%s: the converted weights could not be kept; the next start converts again", path.name
+    )
+    return net
+
+
+def converted_places(path: Path, key: str) -> list[Path]:
+    """Where the converted weights of ``path`` are kept: beside it, else the cache folder."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return [
+        path.with_name(path.name + CONVERTED_SUFFIX),
+        cache / "comfyui-dwpose" / f"{key[:16]}-{path.name}{CONVERTED_SUFFIX}",
+    ]
+
+
+def _read_converted(place: Path, source: Path, key: str) -> Net | None:
+    """The net kept at ``place`` when it was converted from these very bytes, else None."""
+    if not place.is_file():
+        return None
+    try:
+        state, metadata = read_state_dict(place)
+        if metadata.get("source_sha256") != key:
+            return None  # converted from an earlier version of the file
+        config = infer_config(state, metadata["arch"], parse_size(metadata["input_size"]))
+    except (ConversionError, ImportError, KeyError) as exc:
+        log.info("%s: ignoring %s (%s)", source.name, place, exc)
+        return None
+    module = load_weights(config.build_meta(), state).eval()
+    error = metadata.get("onnx_error")
+    return Net(module, config, source, float(error) if error else None)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..extras import MissingExtraError, require
 from ..runtime import parse_size
 from .arch import ConversionError, NetConfig, candidates, choose, shape_text
 from .checkpoint import load_weights
@@ -402,11 +403,9 @@ def convert_onnx(
 
 def _load_proto(path: Path):
     try:
-        import onnx
-    except ImportError as exc:
-        raise ConversionError(
-            "reading ONNX weights into PyTorch needs the onnx package: `pip install onnx`"
-        ) from exc
+        onnx = require("onnx", "reading ONNX weights into PyTorch")
+    except MissingExtraError as exc:
+        raise ConversionError(str(exc)) from exc  # under backend="auto": onnxruntime instead
     try:
         return onnx.load(str(path))
     except Exception as exc:  # protobuf raises its own DecodeError types

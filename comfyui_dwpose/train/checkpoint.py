@@ -10,26 +10,19 @@ are written under a temporary name, then renamed.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import files
+
 
 def save(path: Path, **parts) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        torch.save(parts, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    files.make_folder(path.parent)
+    with files.replacing(path) as partial:
+        torch.save(parts, partial)
 
 
 def load(path: Path, device: torch.device) -> dict:

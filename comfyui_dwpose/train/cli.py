@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import uuid
 from pathlib import Path
 
+from .. import files
 from .augment import PRESETS as AUGMENT_PRESETS
 from .presets import PRESETS
 
@@ -208,6 +207,14 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_eval(args: argparse.Namespace) -> int:
     from .coco_eval import evaluate, load_predictions
 
+    written = [args.out, args.predictions] if args.model is not None else [args.out]
+    read = [p for p in (args.ann, args.boxes, args.model) if p is not None]
+    if args.model is None:
+        read.append(args.predictions)
+    try:
+        files.refuse_inputs(written, read, ": choose another output file")
+    except files.OutputError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     try:
         if args.model is not None:
             if args.images is None:
@@ -250,6 +257,10 @@ def _run_export(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() not in (".safetensors", ".onnx"):
         return _fail(f"{args.output}: the output must end in .safetensors or .onnx", EXIT_USAGE)
     try:
+        files.refuse_inputs([args.output], [source], ": choose another output (-o)")
+    except files.OutputError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    try:
         if source.suffix.lower() == ".pt" and source.name == "last.pt":
             written = export_checkpoint(source, args.output)
         else:
@@ -265,10 +276,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    files.make_folder(path.parent)
+    files.write_text(path, json.dumps(data, indent=1))
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .. import files
 from ..hub import MODELS_DIR_ENV
 from ..nets import NetConfig, export_onnx
 from ..nets.checkpoint import load_weights, read_state_dict, save_safetensors
@@ -50,11 +51,13 @@ def register(path: Path, models_dir: str | os.PathLike | None = None) -> Path:
     """Copy a model file into a models folder the nodes and ``dwpose`` list: ``models_dir``,
     else ``$DWPOSE_MODELS_DIR``, else this pack's ``models/``."""
     folder = Path(models_dir or os.environ.get(MODELS_DIR_ENV) or PACK_MODELS)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / Path(path).name
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, target)
+    target = files.make_folder(folder) / Path(path).name
+    try:
+        files.refuse_inputs([target], [Path(path)])
+    except files.OutputError:
+        return target  # it is there already
+    with files.replacing(target) as partial:
+        shutil.copyfile(path, partial)
     return target
 
 

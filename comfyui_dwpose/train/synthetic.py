@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .. import schema
+from .. import files, schema
 
 BODY_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
@@ -541,9 +541,7 @@ def write_split(
         "images": images,
         "annotations": annotations,
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    files.write_text(path, json.dumps(data))
     return path
 
 
