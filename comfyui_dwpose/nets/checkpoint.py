@@ -28,13 +28,9 @@ from __future__ import annotations
 
 import os
 import pickle
-<<<<<<< HEAD
-import re
-import uuid
-=======
 import pickletools
+import re
 import zipfile
->>>>>>> main
 from pathlib import Path
 
 import torch
