@@ -112,6 +112,37 @@ def test_distillation_checkpoint_student_and_teacher(tmp_path, reference, mmengi
     assert load_net(path, branch="teacher").config.arch == "rtmpose-s"
 
 
+def test_stage2_distillation_checkpoint_deploys_teacher_backbone_and_student_head(
+    tmp_path, reference, mmengine_classes
+):
+    """After head-aware self-distillation the model is the (stage-1) teacher's backbone with
+    the new student head (pth_transfer.py --two_dis); mmengine's meta.cfg says two_dis."""
+    trained, _ = reference["rtmpose-t-wb-256"]
+    torch.manual_seed(0)
+    fresh = build_model("rtmpose-t", (256, 192)).state_dict()  # the never-run student backbone
+    state = {f"teacher.{k}": v for k, v in trained.items()}
+    state |= {f"student.{k}": v for k, v in fresh.items()}
+    checkpoint = mmengine_checkpoint(state, mmengine_classes)
+    checkpoint["meta"]["cfg"] = "model = dict(\n    type='DWPoseDistiller',\n    two_dis=True,\n)"
+    got = extract_state_dict(checkpoint)
+    assert list(got) == list(trained)
+    assert all(got[k] is trained[k] for k in got if k.startswith("backbone."))
+    assert all(got[k] is fresh[k] for k in got if k.startswith("head."))
+    assert extract_state_dict(checkpoint, "teacher") == trained  # the stage-1 model
+    # dwpose train's last.pt says its stage in meta.config
+    ours = {"meta": {"config": {"stage": 2}}, "state_dict": state}
+    assert all(extract_state_dict(ours)[k] is v for k, v in got.items())
+    # stage 1 (no two_dis), same architectures: the student
+    checkpoint["meta"]["cfg"] = "model = dict(type='DWPoseDistiller', two_dis=False)"
+    assert all(extract_state_dict(checkpoint)[k] is v for k, v in fresh.items())
+    # same architectures and nothing saying the stage: refused, with the ways out
+    path = tmp_path / "bare.pth"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(ConversionError, match=r"nothing here says which stage.*dwpose export"):
+        load_net(path)
+    assert load_net(path, branch="teacher").config.arch == "rtmpose-t"
+
+
 def test_ema_layouts_take_the_averaged_weights(reference):
     state, _ = reference["yolox-nano"]
     raw = {k: v + 1 for k, v in state.items()}  # the non-averaged weights

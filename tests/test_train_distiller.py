@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from conftest import DATA  # noqa: E402
 
 from comfyui_dwpose.train import Distiller, simcc_labels  # noqa: E402
-from comfyui_dwpose.train.distiller import deploy_state_dict  # noqa: E402
+from comfyui_dwpose.train.distiller import Supervised, deploy_state_dict  # noqa: E402
 
 KEYS = DATA / "openmmlab" / "keys"
 
@@ -197,3 +197,18 @@ def test_bad_stage_and_stage2_mismatch():
         meta_distiller("rtmpose-l", "rtmpose-t", (256, 192), 3)
     with pytest.raises(ValueError, match="same architecture"):
         meta_distiller("rtmpose-l", "rtmpose-t", (256, 192), 2)
+
+
+def test_supervised_is_the_stage1_gt_loss_alone():
+    """Training alone (teacher=None): the same student layout and GT loss as stage 1."""
+    torch.manual_seed(0)
+    distiller = Distiller("rtmpose-t", "rtmpose-t", (64, 64), stage=1)
+    alone = Supervised("rtmpose-t", (64, 64))
+    alone.student.load_state_dict(distiller.student.state_dict())
+    assert list(alone.state_dict()) == [f"student.{k}" for k in distiller.student.state_dict()]
+    inputs = torch.randn(2, 3, 64, 64)
+    x, y, w = simcc_labels(np.full((2, 133, 2), 30.0), np.ones((2, 133)), (64, 64), 4.9)
+    losses = alone.train().losses(inputs, x, y, w, epoch=0, max_epochs=1)
+    expected = distiller.train().losses(inputs, x, y, w, epoch=0, max_epochs=1)["loss_kpt"]
+    assert set(losses) == {"loss_kpt"}
+    assert losses["loss_kpt"].item() == pytest.approx(expected.item(), rel=1e-6)

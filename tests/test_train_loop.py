@@ -1,6 +1,7 @@
 """The training loop: schedule, weight decay groups and EMA against hand-computed values;
-stage 1 -> export -> stage 2 -> eval end to end on the COCO-WholeBody sample; exact resume
-after a kill; 2 processes (gloo) against 1 with the same global batch."""
+stage 1 -> export -> stage 2 -> eval end to end on the COCO-WholeBody sample through the
+real datasets and augmentation; exact resume after a kill (resumed with a data worker);
+2 processes (gloo) against 1 with the same global batch."""
 
 from __future__ import annotations
 
@@ -25,16 +26,18 @@ from comfyui_dwpose.cli import main  # noqa: E402
 from comfyui_dwpose.images import load_image  # noqa: E402
 from comfyui_dwpose.nets import build_model  # noqa: E402
 from comfyui_dwpose.train import Distiller  # noqa: E402
-from comfyui_dwpose.train.coco_samples import CocoWholeBodySamples  # noqa: E402
+from comfyui_dwpose.train.annotations import UBODY_SCENES, load_coco_wholebody  # noqa: E402
+from comfyui_dwpose.train.data import training_set  # noqa: E402
 from comfyui_dwpose.train.distiller import deploy_state_dict  # noqa: E402
 from comfyui_dwpose.train.ema import EMA  # noqa: E402
 from comfyui_dwpose.train.export import save_pose_model  # noqa: E402
-from comfyui_dwpose.train.loop import train  # noqa: E402
+from comfyui_dwpose.train.loop import TrainingError, train  # noqa: E402
 from comfyui_dwpose.train.presets import PRESETS, preset  # noqa: E402
 from comfyui_dwpose.train.schedule import Schedule, param_groups  # noqa: E402
 
 ANN = DATA / "coco" / "test_coco_wholebody.json"
 IMAGES = DATA / "coco"
+BOXES = DATA / "coco" / "test_coco_det_AP_H_56.json"
 SIZE = (64, 64)
 
 
@@ -135,8 +138,9 @@ def tiny(stage: int):
 
 def test_stage1_stage2_eval_export_end_to_end(tmp_path, capsys):
     teacher_file = seeded_teacher(tmp_path / "teacher.safetensors")
-    dataset = CocoWholeBodySamples(ANN, IMAGES, SIZE)  # temporary reader (see coco_samples.py)
-    assert len(dataset) == 12
+    records = load_coco_wholebody(ANN, IMAGES)
+    dataset = training_set(records, tiny(1))
+    assert len(dataset) == 12 and dataset.augment.rotate_factor == 90  # coco-ubody
     one = train(
         tiny(1),
         dataset,
@@ -163,7 +167,12 @@ def test_stage1_stage2_eval_export_end_to_end(tmp_path, capsys):
     assert all(torch.equal(exported[k], expected[k]) for k in expected)
 
     two = train(
-        tiny(2), dataset, tmp_path / "s2", load_file(one.model), iterations=2, progress=False
+        tiny(2),
+        training_set(records, tiny(2)),
+        tmp_path / "s2",
+        load_file(one.model),
+        iterations=2,
+        progress=False,
     )
     saved2 = torch.load(two.checkpoint, weights_only=True)
     stage2 = load_file(two.model)
@@ -177,6 +186,12 @@ def test_stage1_stage2_eval_export_end_to_end(tmp_path, capsys):
     assert not torch.equal(
         stage2["backbone.stem.0.bn.running_mean"], exported["backbone.stem.0.bn.running_mean"]
     )
+
+    # dwpose convert on the stage-2 checkpoint makes the same model as the run's export
+    converted = tmp_path / "converted.safetensors"
+    assert main(["convert", str(two.checkpoint), "-o", str(converted)]) == 0
+    assert load_file(converted).keys() == stage2.keys()
+    assert all(torch.equal(load_file(converted)[k], v) for k, v in stage2.items())
 
     onnx_file = tmp_path / "dw-tt.onnx"
     models = tmp_path / "models"
@@ -217,6 +232,15 @@ def test_stage1_stage2_eval_export_end_to_end(tmp_path, capsys):
         "face_kpts",
         "score",
     }
+    # detected boxes: one prediction per person detection, scored by its box
+    args = ["eval", "--ann", str(ANN), "--images", str(IMAGES), "--model", str(onnx_file)]
+    args += ["--boxes", str(BOXES), "--predictions", str(tmp_path / "det.json")]
+    assert main([*args, "--out", str(metrics_file), "--no-flip-test"]) == 0
+    detections = json.loads(BOXES.read_text())
+    predictions = json.loads((tmp_path / "det.json").read_text())
+    assert [(p["image_id"], p["score"]) for p in predictions] == [
+        (d["image_id"], pytest.approx(d["score"], rel=1e-6)) for d in detections
+    ]
 
 
 def cli_train(out, teacher_file, *extra, lr="0.5"):
@@ -276,15 +300,18 @@ def load_checkpoint(folder) -> dict:
 
 
 def test_resume_after_a_kill_and_two_processes(tmp_path):
-    """One run of 4 iterations is the reference for both: a run killed (SIGKILL) after
-    its first checkpoints and resumed must end bit for bit equal; 2 processes with the
-    same global batch must give its loss curve (float tolerance). The learning rate is the
+    """One run of 4 iterations (2 epochs of 3 batches, augmented) is the reference for
+    both: a run killed (SIGKILL) after its first checkpoints and resumed must end bit for
+    bit equal, though it loads its data in a forked worker (which must see each epoch's
+    ``set_epoch``); 2 processes with the same global batch must give its loss curve
+    (float tolerance). The learning rate is the
     released one (4e-3 at batch 512, so 3e-5 at 4): at much larger rates Adam's first steps
     turn float-level differences of near-zero gradients into +-lr weight moves."""
     teacher_file = seeded_teacher(tmp_path / "teacher.safetensors")
     common = ("--iterations", "4")
     whole = run_cli(cli_train(tmp_path / "whole", teacher_file, *common, lr="4e-3"))
-    killed = run_cli(cli_train(tmp_path / "killed", teacher_file, *common, lr="4e-3"))
+    worker = ("--workers", "1")
+    killed = run_cli(cli_train(tmp_path / "killed", teacher_file, *common, *worker, lr="4e-3"))
     metrics = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and killed.poll() is None:
@@ -296,7 +323,7 @@ def test_resume_after_a_kill_and_two_processes(tmp_path):
     assert not (tmp_path / "killed" / "model.safetensors").exists()
     at_kill = load_checkpoint(tmp_path / "killed")
     assert 1 <= at_kill["meta"]["iteration"] < 4
-    resumed = run_cli(cli_train(tmp_path / "killed", teacher_file, *common, lr="4e-3"))
+    resumed = run_cli(cli_train(tmp_path / "killed", teacher_file, *common, *worker, lr="4e-3"))
     two = torchrun(cli_train(tmp_path / "two", teacher_file, *common, lr="4e-3"))
     assert whole.wait() == 0 and resumed.wait() == 0 and two.wait() == 0
 
@@ -321,9 +348,16 @@ def test_resume_after_a_kill_and_two_processes(tmp_path):
 
     log_two = read_log(tmp_path / "two")
     assert len(log_two) == 4
+    # Iteration 1 (same weights, data and global BatchNorm statistics; only the order of
+    # float sums differs) agrees to 1e-5 (measured: 1e-6). After it, Adam's normalised
+    # steps move weights whose gradients are float noise by up to +-lr (measured: 6e-5 =
+    # 2 lr after 4 steps), so later losses agree to ~6e-5 and the gradient norm to ~1e-3.
+    keys = ("loss", "loss_kpt", "loss_fea", "loss_logit", "lr", "grad_norm")
+    assert [log_two[0][k] for k in keys] == pytest.approx([log_a[0][k] for k in keys], rel=1e-5)
     for x, y in zip(log_a, log_two):
-        for key in ("loss", "loss_kpt", "loss_fea", "loss_logit", "lr", "grad_norm"):
-            assert y[key] == pytest.approx(x[key], rel=1e-4), (x["iteration"], key)
+        for key in keys:
+            tolerance = 5e-3 if key == "grad_norm" else 2e-4
+            assert y[key] == pytest.approx(x[key], rel=tolerance), (x["iteration"], key)
     assert log_a[-1]["loss"] < 0.8 * log_a[0]["loss"]  # it trains
     weights_two = load_checkpoint(tmp_path / "two")["state_dict"]
     difference = max(
@@ -375,3 +409,41 @@ def coco_eval_points(result):
     from comfyui_dwpose.train.coco_eval import whole_body
 
     return whole_body(result)
+
+
+def test_train_reads_ubody_beside_coco(tmp_path, capsys):
+    """--ubody adds the 15 scenes (every 10th image id) to --ann's people: here each scene
+    holds the COCO-WholeBody sample with its image ids times 10, so 12 + 15 x 12 people."""
+    data = json.loads(ANN.read_text())
+    for image in data["images"]:
+        image["id"] *= 10
+    for ann in data["annotations"]:
+        ann["image_id"] *= 10
+    root = tmp_path / "UBody"
+    for scene in UBODY_SCENES:
+        (root / "annotations" / scene).mkdir(parents=True)
+        (root / "annotations" / scene / "train_annotations.json").write_text(json.dumps(data))
+    (root / "images").symlink_to(IMAGES.resolve())
+    args = ["train", "stage1", "--preset", "l-t-256", "--ann", str(ANN), "--images", str(IMAGES)]
+    args += ["--out", str(tmp_path / "run"), "--batch-size", "1000"]
+    assert main(args) == 1
+    assert "the dataset has 12 samples, fewer than one batch of 1000" in capsys.readouterr().err
+    assert main([*args, "--ubody", str(root)]) == 1
+    assert "the dataset has 192 samples, fewer than one batch" in capsys.readouterr().err
+
+
+def test_training_alone_has_only_the_gt_loss(tmp_path):
+    config = tiny(1).replace(teacher=None)
+    dataset = training_set(load_coco_wholebody(ANN, IMAGES), config)
+    result = train(
+        config, dataset, tmp_path / "alone", None, iterations=1, log_every=1, progress=False
+    )
+    assert set(read_log(tmp_path / "alone")[0]) == {
+        "iteration", "epoch", "loss_kpt", "loss", "lr", "grad_norm", "time",
+    }  # fmt: skip
+    saved = torch.load(result.checkpoint, weights_only=True)["state_dict"]
+    assert all(k.startswith("student.") for k in saved)
+    model = load_file(result.model)
+    assert all(torch.equal(model[k[len("student.") :]], v) for k, v in saved.items())
+    with pytest.raises(TrainingError, match="stage 2 needs a teacher"):
+        train(tiny(2).replace(teacher=None), dataset, tmp_path / "x", None, progress=False)

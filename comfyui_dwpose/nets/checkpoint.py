@@ -10,7 +10,12 @@ Layouts understood (facts from mmengine, mmcv 1.x and DWPose's distiller):
   with _ for .>`` buffers beside them, again with the averaged weights under the model's
   names. So the model's own names are the weights to deploy, and ``ema_*`` copies are dropped;
 - DWPose distillation checkpoints: ``student.`` and ``teacher.`` prefixes (plus loss
-  modules); one branch is taken, the student by default;
+  modules). The deployable model (the default) is the student after stage 1, and after
+  stage 2 (head-aware self-distillation) the teacher's backbone with the student's head, as
+  mmpose's ``pth_transfer.py --two_dis`` takes it; ``teacher`` takes the teacher. The stage
+  is read from the checkpoint's settings (``dwpose train``'s ``meta.config.stage``,
+  mmengine's ``meta.cfg`` text with ``two_dis=True``), or follows from the weights (a
+  feature-loss ``align`` conv or two different architectures: stage 1);
 - ``module.`` prefixes of (Distributed)DataParallel.
 
 Trainer checkpoints also pickle objects that ``weights_only`` refuses (numpy arrays in
@@ -24,6 +29,7 @@ from __future__ import annotations
 import os
 import pickle
 import pickletools
+import re
 import zipfile
 from pathlib import Path
 
@@ -142,10 +148,8 @@ def extract_state_dict(checkpoint: object, branch: str = "student") -> dict[str,
         state = {k: v for k, v in checkpoint["ema_state_dict"].items() if k != "steps"}
     state = _strip_common_prefix(state, "module.")
     if any(k.startswith(f"{b}.") for b in BRANCHES for k in state):
-        prefix = f"{branch}."
-        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if not state:
-            raise ConversionError(f"the distillation checkpoint holds no {branch} weights")
+        stage = 1 if branch == "teacher" else _distillation_stage(checkpoint, state)
+        state = distilled_weights(state, branch, stage)
     if any(not k.startswith("ema_") for k in state):
         state = {k: v for k, v in state.items() if not k.startswith("ema_")}
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -153,6 +157,51 @@ def extract_state_dict(checkpoint: object, branch: str = "student") -> dict[str,
         keys = ", ".join(list(checkpoint)[:8])
         raise ConversionError(f"no weights found (top-level keys: {keys})")
     return tensors
+
+
+def distilled_weights(state: dict, branch: str = "student", stage: int = 1) -> dict:
+    """One model of a distiller's state dict, prefixes dropped, order kept: ``branch``, or
+    for the student after stage 2 the teacher's backbone with the student's head."""
+    if branch == "student" and stage == 2:
+        rules = (("teacher.backbone.", "backbone."), ("student.head.", "head."))
+    else:
+        rules = ((f"{branch}.", ""),)
+    out = {}
+    for name, value in state.items():
+        for prefix, new in rules:
+            if name.startswith(prefix):
+                out[new + name[len(prefix) :]] = value
+                break
+    if not out:
+        raise ConversionError(f"the distillation checkpoint holds no {branch} weights")
+    return out
+
+
+def _distillation_stage(checkpoint: dict, state: dict) -> int:
+    """1 or 2, from the checkpoint's settings or, failing them, from its weights."""
+    meta = checkpoint.get("meta")
+    if isinstance(meta, dict):
+        config = meta.get("config")  # dwpose train's last.pt
+        if isinstance(config, dict) and config.get("stage") in (1, 2):
+            return config["stage"]
+        text = meta.get("cfg")  # mmengine keeps the config's text
+        if isinstance(text, str) and "DWPoseDistiller" in text:
+            return 2 if re.search(r"two_dis\s*=\s*True", text) else 1
+    if any(k.startswith("distill_losses.loss_fea.") for k in state):
+        return 1  # stage 2 has no feature loss
+    shapes = {
+        b: {k[len(b) + 1 :]: tuple(v.shape) for k, v in state.items() if k.startswith(f"{b}.")}
+        for b in BRANCHES
+    }
+    if shapes["student"] != shapes["teacher"]:
+        return 1  # stage 2 distils a model into its own architecture
+    raise ConversionError(
+        "a distillation checkpoint of two models of the same architecture, without its "
+        "settings: the deployable model is the student after stage 1 but the teacher's "
+        "backbone with the student's head after stage 2, and nothing here says which stage "
+        "it is. Convert the checkpoint as training saved it (with its meta), or the model "
+        "`dwpose export` (this trainer) or mmpose's pth_transfer.py [--two_dis] made from it"
+    )
 
 
 def _strip_common_prefix(state: dict, prefix: str) -> dict:

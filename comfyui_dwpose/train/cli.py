@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .. import files
+from .augment import PRESETS as AUGMENT_PRESETS
 from .presets import PRESETS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -66,6 +67,12 @@ def _add_train(commands) -> None:
             "--images", type=Path, required=True, help="folder of the annotation's images"
         )
         parser.add_argument(
+            "--ubody",
+            type=Path,
+            metavar="DIR",
+            help="also train on UBody (DIR/annotations/<scene>/train_annotations.json, DIR/images)",
+        )
+        parser.add_argument(
             "--out", type=Path, required=True, help="run folder: checkpoint, metrics, model"
         )
         parser.add_argument("--teacher-arch", help="override the preset's teacher (e.g. rtmpose-l)")
@@ -78,6 +85,11 @@ def _add_train(commands) -> None:
             "--lr", type=float, help="peak learning rate at the preset's batch size"
         )
         parser.add_argument("--input-size", type=_size, metavar="HxW")
+        parser.add_argument(
+            "--augment",
+            choices=AUGMENT_PRESETS,
+            help="augmentation pair (default coco-ubody, as the released models)",
+        )
         parser.add_argument("--warmup-iters", type=int, help="linear warm-up length (default 1000)")
         parser.add_argument(
             "--frozen-teacher", action="store_true", help="keep the teacher in eval mode"
@@ -140,12 +152,13 @@ def _add_export(commands) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     try:
+        from .annotations import concat, load_coco_wholebody, load_ubody
+        from .data import training_set
         from .export import read_weights
         from .loop import TrainingError, train
         from .presets import preset
     except ImportError as exc:
         return _fail(f"{TRAIN_EXTRA} ({exc})", EXIT_USAGE)
-    from .coco_samples import CocoWholeBodySamples
 
     stage = int(args.stage[-1])
     config = preset(args.preset, stage)
@@ -156,6 +169,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "input_size": args.input_size,
+        "augment": args.augment,
         "warmup_iters": args.warmup_iters,
         "precision": args.precision,
         "seed": args.seed,
@@ -169,7 +183,10 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         teacher = read_weights(args.teacher, "student") if args.teacher else None
         student = read_weights(args.student_init) if args.student_init else None
-        dataset = CocoWholeBodySamples(args.ann, args.images, config.input_size)
+        records = load_coco_wholebody(args.ann, args.images)
+        if args.ubody is not None:
+            records = concat([records, load_ubody(args.ubody)])
+        dataset = training_set(records, config)
         result = train(
             config,
             dataset,
@@ -188,7 +205,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .coco_eval import EvaluationError, evaluate, load_predictions
+    from .coco_eval import evaluate, load_predictions
 
     written = [args.out, args.predictions] if args.model is not None else [args.out]
     read = [p for p in (args.ann, args.boxes, args.model) if p is not None]
@@ -206,7 +223,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         metrics = evaluate(args.ann, load_predictions(args.predictions), rescore=args.rescore)
     except ImportError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except (EvaluationError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # EvaluationError, AnnotationError, ImageError
         return _fail(str(exc), EXIT_FAILED)
     _write_json(args.out, metrics)
     print(f"{'part':<10} " + " ".join(f"{n:>6}" for n in next(iter(metrics.values()))))
@@ -218,14 +235,15 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _write_predictions(args: argparse.Namespace) -> None:
     try:
         from ..nets import load_net
+        from .annotations import load_coco_wholebody
+        from .data import TopDownDataset
         from .predict import predict
     except ImportError as exc:
         raise ImportError(f"{TRAIN_EXTRA} ({exc})") from exc
-    from .coco_samples import CocoWholeBodySamples
 
     net = load_net(args.model)
     size = net.config.input_size
-    dataset = CocoWholeBodySamples(args.ann, args.images, size, args.boxes)
+    dataset = TopDownDataset(load_coco_wholebody(args.ann, args.images, args.boxes), size)
     results = predict(net.module, dataset, size, args.flip_test, device=args.device)
     _write_json(args.predictions, results)
 

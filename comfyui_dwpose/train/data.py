@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..images import ImageError
 from .annotations import Records
-from .augment import Augment, photometric, plan_crop, warp
+from .augment import PRESETS, Augment, photometric, plan_crop, warp
+from .presets import TrainConfig
 
 
 class TopDownDataset(Dataset):
@@ -121,6 +122,22 @@ class TopDownDataset(Dataset):
             "visible": torch.from_numpy(visible),
             "meta": meta,
         }
+
+
+def training_set(records: Records, config: TrainConfig) -> TopDownDataset:
+    """A run's training samples: its augmentation pair, the milder one from
+    ``config.mild_epoch`` on, randomness from ``config.seed``."""
+    if config.augment not in PRESETS:
+        raise ValueError(f"unknown augmentation {config.augment!r}; known: {', '.join(PRESETS)}")
+    main, final = PRESETS[config.augment]
+    return TopDownDataset(
+        records,
+        config.input_size,
+        main,
+        final,
+        final_from_epoch=config.mild_epoch,
+        seed=config.seed,
+    )
 
 
 def read_image(path: str) -> np.ndarray:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..nets import build_model
+from ..nets.checkpoint import distilled_weights
 from .losses import FeatureLoss, LogitLoss, keypoint_loss
 
 STAGE1_LOGIT_WEIGHT = 0.1
@@ -124,23 +125,44 @@ class Distiller(nn.Module):
         return deploy_state_dict(self.state_dict(), self.stage)
 
 
+class Supervised(nn.Module):
+    """RTMPose trained on the labels alone: how a teacher is made, and the student-alone
+    baseline. Laid out as a distiller without teacher (``student.*``) so that the loop,
+    checkpoints and export treat it as a stage-1 run; its only loss is ``loss_kpt``."""
+
+    stage = 1
+
+    def __init__(self, arch: str, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.arch = arch
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.student = build_model(arch, self.input_size)
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        return self.losses(*args, **kwargs)
+
+    def losses(
+        self,
+        inputs: torch.Tensor,
+        x_labels: torch.Tensor,
+        y_labels: torch.Tensor,
+        weights: torch.Tensor,
+        epoch: int,
+        max_epochs: int,
+    ) -> dict[str, torch.Tensor]:
+        """``loss_kpt`` of a normalised batch (``epoch`` and ``max_epochs`` unused)."""
+        labels = tuple(_as_float(t, inputs.device) for t in (x_labels, y_labels))
+        logits = _float(self.student(inputs))
+        return {"loss_kpt": keypoint_loss(logits, labels, _as_float(weights, inputs.device))}
+
+
 def deploy_state_dict(state: dict[str, torch.Tensor], stage: int) -> dict[str, torch.Tensor]:
     """A distiller's state dict into the plain pose model's, as mmpose's ``pth_transfer.py``.
 
     Stage 1 keeps ``student.*``; stage 2 (``--two_dis``) keeps ``teacher.backbone.*`` and
     ``student.head.*``. Prefixes are dropped, order kept, tensors copied.
     """
-    if stage == 1:
-        rules = (("student.", ""),)
-    else:
-        rules = (("teacher.backbone.", "backbone."), ("student.head.", "head."))
-    out = {}
-    for name, value in state.items():
-        for prefix, new in rules:
-            if name.startswith(prefix):
-                out[new + name[len(prefix) :]] = value.detach().clone()
-                break
-    return out
+    return {k: v.detach().clone() for k, v in distilled_weights(state, "student", stage).items()}
 
 
 def _as_float(values, device: torch.device) -> torch.Tensor:

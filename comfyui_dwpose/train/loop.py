@@ -19,13 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint
 from .batches import Collate, EpochBatches, SeededSamples, normalize, steps_per_epoch
-from .distiller import Distiller, deploy_state_dict
+from .distiller import Distiller, Supervised, deploy_state_dict
 from .distributed import World, barrier, mean_over_processes, setup, teardown
 from .ema import EMA
 from .export import save_pose_model
@@ -64,7 +65,8 @@ def train(
 ) -> Result:
     """Train ``config`` on ``dataset`` into ``out_dir``, resuming a run found there.
 
-    ``teacher_weights``: the teacher's pose-model state dict (None only when resuming).
+    ``teacher_weights``: the teacher's pose-model state dict (None only when resuming, or
+    with ``config.teacher`` None: the student trained on the labels alone).
     ``student_weights``: optional start for the student (a whole pose model, or
     ``backbone.*`` only, like mmpose's pretrained backbone). A dataset with ``set_epoch``
     is told each epoch before its samples are drawn (its augmentation randomness and its
@@ -94,6 +96,8 @@ class _Run:
             raise TrainingError(
                 f"the dataset has {len(dataset)} samples, fewer than one batch of {config.batch_size}"
             )
+        if config.teacher is None and config.stage != 1:
+            raise TrainingError("stage 2 needs a teacher: the stage-1 model")
         if config.batch_size % world.size:
             raise TrainingError(
                 f"--batch-size {config.batch_size} must divide among {world.size} processes"
@@ -108,15 +112,23 @@ class _Run:
     ):
         config, world = self.config, self.world
         torch.manual_seed(config.seed)
-        distiller = Distiller(
-            config.teacher, config.student, config.input_size, config.stage, config.frozen_teacher
-        )
+        if config.teacher is None:
+            distiller = Supervised(config.student, config.input_size)
+        else:
+            distiller = Distiller(
+                config.teacher,
+                config.student,
+                config.input_size,
+                config.stage,
+                config.frozen_teacher,
+            )
         resume = self.out / CHECKPOINT
         saved = checkpoint.load(resume, world.device) if resume.exists() else None
         if saved is None:
-            if teacher_weights is None:
-                raise TrainingError("a teacher's weights are needed to start training")
-            _load(distiller.teacher, teacher_weights, "teacher")
+            if config.teacher is not None:
+                if teacher_weights is None:
+                    raise TrainingError("a teacher's weights are needed to start training")
+                _load(distiller.teacher, teacher_weights, "teacher")
             if student_weights is not None:
                 _load_student(distiller.student, student_weights)
         else:
@@ -184,7 +196,9 @@ class _Run:
         config = self.config
         data = self.dataset
         if hasattr(data, "set_epoch"):
-            data.set_epoch(epoch)
+            data.set_epoch(epoch)  # workers are forked per epoch (not persistent): they see it
+        if config.workers:
+            cv2.setNumThreads(0)  # a worker forked beside OpenCV's thread pool hangs in it
         sampler = EpochBatches(
             len(data),
             config.batch_size,

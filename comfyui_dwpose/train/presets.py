@@ -20,7 +20,7 @@ MILD_EPOCHS = 30
 @dataclass(frozen=True)
 class TrainConfig:
     stage: int
-    teacher: str
+    teacher: str | None  # None: the student learns from the labels alone (stage 1 only)
     student: str
     input_size: tuple[int, int]  # (height, width)
     sigma: tuple[float, float]  # SimCC Gaussian (x, y), in bins
@@ -39,6 +39,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     ema_momentum: float = 2e-4
     clip_grad: float = 1.0
+    # Augmentation: a pair of ``augment.PRESETS`` (DWPose's released models: coco-ubody).
+    augment: str = "coco-ubody"
     # The dataset's milder augmentation starts here (the last 30 of 270 epochs); None:
     # epochs - 30. The dataset does the switch (its ``set_epoch``).
     mild_from: int | None = None

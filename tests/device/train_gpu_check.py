@@ -23,7 +23,8 @@ DRY = os.environ.get("DRY") == "1"
 import torch  # noqa: E402
 
 from comfyui_dwpose.nets import build_model  # noqa: E402
-from comfyui_dwpose.train.coco_samples import CocoWholeBodySamples  # noqa: E402
+from comfyui_dwpose.train.annotations import load_coco_wholebody  # noqa: E402
+from comfyui_dwpose.train.data import training_set  # noqa: E402
 from comfyui_dwpose.train.loop import train  # noqa: E402
 from comfyui_dwpose.train.presets import preset  # noqa: E402
 
@@ -38,6 +39,9 @@ class Repeated:
     def __getitem__(self, index: int) -> dict:
         return self.dataset[index % len(self.dataset)]
 
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
 
 def main() -> None:
     size = (64, 64) if DRY else (256, 192)
@@ -46,7 +50,7 @@ def main() -> None:
     iterations = 3 if DRY else 20
     device = "cpu" if DRY else "cuda"
     data = ROOT / "tests" / "data" / "coco"
-    dataset = Repeated(CocoWholeBodySamples(data / "test_coco_wholebody.json", data, size), 64)
+    records = load_coco_wholebody(data / "test_coco_wholebody.json", data)
     torch.manual_seed(1)
     teacher = build_model(teacher_arch, size).state_dict()
     report = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
@@ -55,6 +59,7 @@ def main() -> None:
         config = preset("l-t-256", 1).replace(
             teacher=teacher_arch, input_size=size, batch_size=batch, precision=precision, workers=4
         )
+        dataset = Repeated(training_set(records, config), 64)  # augmented
         out = OUT / f"train_{precision}"
         started = time.perf_counter()
         train(config, dataset, out, teacher, iterations=iterations, log_every=1, device=device)
