@@ -15,14 +15,13 @@ import logging
 import os
 import re
 import shutil
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .comfy_models import DWPoseModel, cached_model
 from .comfyui_dwpose import catalog
-from .comfyui_dwpose.estimator import DWPose
 from .comfyui_dwpose.hub import DEFAULT_DETECTOR, DEFAULT_POSE_MODEL, MODELS_DIR_ENV
 from .comfyui_dwpose.images import as_rgb_uint8
 from .comfyui_dwpose.limits import check_map_size
@@ -56,8 +55,11 @@ model_management = _comfy_module("comfy.model_management")
 PACK_DIR = Path(__file__).resolve().parent
 MODELS_FOLDER = "dwpose"  # ComfyUI/models/dwpose
 NO_DETECTOR = "none (whole image)"
-FRAMES_PER_BATCH = 8  # frames per estimator call: people of these go to the pose model together
-CACHE_SIZE = 2  # estimators kept loaded (two nodes with different models do not thrash)
+# Frames per estimator call and crops per pose-model run. On a GPU, frames go together
+# (people of all of them in one pose batch); on the CPU, one frame and 8 crops a run keep
+# each run of the full-size models near a second, so progress and interrupt stay prompt.
+FRAMES_PER_CALL = {"gpu": 8, "cpu": 1}
+POSE_BATCH = {"gpu": 32, "cpu": 8}
 CATEGORY = "DWPose"
 MAX_RESOLUTION = 16384
 
@@ -153,36 +155,30 @@ def validate_models(detector: str | None = None, pose_model: str | None = None) 
     return True
 
 
-_ESTIMATORS: OrderedDict[tuple, DWPose] = OrderedDict()
+BACKENDS = ["auto", "onnxruntime", "torch"]
+DEVICES = ["auto", "cpu"]
+PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 
 
-def get_estimator(
+def get_model(
     detector: str,
     pose_model: str,
-    detector_channels: str = "bgr",
-    max_people: int = 0,
-    whole_image_fallback: bool = False,
-) -> DWPose:
-    """The estimator for these options, loaded once and kept across executions."""
+    backend: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+) -> DWPoseModel:
+    """The DWPOSE_MODEL for these files and runtime, made once (files found or fetched
+    then); its weights load on first use and go when ComfyUI unloads models."""
     folders = model_folders()
     detector, pose_model = catalog.menu_name(detector), catalog.menu_name(pose_model)
-    key = (detector, pose_model, detector_channels, max_people, whole_image_fallback, *folders)
-    if key in _ESTIMATORS:
-        _ESTIMATORS.move_to_end(key)
-        return _ESTIMATORS[key]
-    use_detector = detector != NO_DETECTOR
-    estimator = DWPose(
-        _model_path(detector, "detector", folders) if use_detector else None,
-        _model_path(pose_model, "pose", folders),
-        detector_channels=detector_channels,
-        max_people=max_people or None,
-        whole_image_fallback=whole_image_fallback,
-        use_detector=use_detector,
-    )
-    _ESTIMATORS[key] = estimator
-    while len(_ESTIMATORS) > CACHE_SIZE:
-        _ESTIMATORS.popitem(last=False)
-    return estimator
+    key = (detector, pose_model, backend, device, precision, *folders)
+
+    def make() -> DWPoseModel:
+        det = _model_path(detector, "detector", folders) if detector != NO_DETECTOR else None
+        pose = _model_path(pose_model, "pose", folders)
+        return DWPoseModel(det, pose, backend, device, precision, model_management)
+
+    return cached_model(key, make)
 
 
 # ------------------------------------------------------------------------ conversions
@@ -257,24 +253,84 @@ def _drawing_inputs() -> dict:
     }  # fmt: skip
 
 
+def _model_inputs() -> dict:
+    """The model menus, shared by the loader and the estimator (comfyui_dwpose.catalog)."""
+    detectors, poses = [*model_choices("detector"), NO_DETECTOR], model_choices("pose")
+    return {
+        "detector": (detectors, {
+            "default": detectors[0],
+            "tooltip": "Person detector (YOLOX). Models marked 'not downloaded' are downloaded to models/dwpose on first use; YOLOX .onnx files in models/dwpose (or comfyui_controlnet_aux's ckpts) are listed too. 'none' treats the whole image as one person.",
+        }),
+        "pose_model": (poses, {
+            "default": poses[0],
+            "tooltip": "Whole-body pose model (DWPose / RTMPose SimCC ONNX); listed like the detectors.",
+        }),
+    }  # fmt: skip
+
+
+class DWPoseModelLoader:
+    """Detector + pose model -> DWPOSE_MODEL, loaded once and unloaded by ComfyUI."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                **_model_inputs(),
+                "backend": (BACKENDS, {
+                    "default": "auto",
+                    "tooltip": "auto: torch on a GPU, onnxruntime on the CPU. onnxruntime runs the ONNX files as they are; torch converts them once to the official networks.",
+                }),
+                "device": (DEVICES, {
+                    "default": "auto",
+                    "tooltip": "auto: ComfyUI's device (the GPU when it has one). cpu: keep the GPU for the diffusion model.",
+                }),
+                "precision": (PRECISIONS, {
+                    "default": "auto",
+                    "tooltip": "torch backend only: auto is fp16 on GPUs and fp32 on the CPU. onnxruntime runs the files as they are (auto/fp32).",
+                }),
+            }
+        }  # fmt: skip
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, detector: str | None = None, pose_model: str | None = None):
+        return validate_models(detector, pose_model)
+
+    RETURN_TYPES = ("DWPOSE_MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded models, for the estimator's model input.",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Load the DWPose detector and pose model once. Estimator options never reload them; "
+        "ComfyUI's model management moves them to the GPU to run and frees them on "
+        "'Unload models' or when the memory is needed."
+    )
+
+    def load(
+        self,
+        detector: str = DEFAULT_DETECTOR,
+        pose_model: str = DEFAULT_POSE_MODEL,
+        backend: str = "auto",
+        device: str = "auto",
+        precision: str = "auto",
+    ) -> tuple[DWPoseModel]:
+        model = get_model(detector, pose_model, backend, device, precision)
+        model.load()  # errors (missing file, wrong kind) show on this node
+        return (model,)
+
+
 class DWPoseEstimator:
     """IMAGE (one frame or a batch of video frames) -> pose maps and POSE_KEYPOINT."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        detectors = [*model_choices("detector"), NO_DETECTOR]
-        poses = model_choices("pose")
+        models = _model_inputs()
+        for name in models:
+            models[name][1]["tooltip"] += " Ignored when a model is connected."
         return {
             "required": {
-                "image": ("IMAGE", {"tooltip": "One image or a batch of video frames."}),
-                "detector": (detectors, {
-                    "default": detectors[0],
-                    "tooltip": "Person detector (YOLOX). Known models marked 'not downloaded' are downloaded to models/dwpose on first use; YOLOX .onnx files in models/dwpose (or comfyui_controlnet_aux's ckpts) are listed too.",
-                }),
-                "pose_model": (poses, {
-                    "default": poses[0],
-                    "tooltip": "Whole-body pose model (DWPose / RTMPose SimCC ONNX).",
-                }),
+                "image": ("IMAGE", {"tooltip": "One image or a batch of video frames, in order."}),
+                **models,
                 **_drawing_inputs(),
                 "detector_channels": (["bgr", "rgb"], {
                     "default": "bgr",
@@ -282,13 +338,28 @@ class DWPoseEstimator:
                 }),
                 "max_people": ("INT", {
                     "default": 0, "min": 0, "max": 1000,
-                    "tooltip": "Keep only the N largest people per frame; 0 keeps all.",
+                    "tooltip": "Keep only the N largest people: per frame, or in video mode the N largest over the whole batch (steady). 0 keeps all.",
                 }),
                 "whole_image_fallback": ("BOOLEAN", {
                     "default": False,
                     "tooltip": "When nobody is detected, treat the whole image as one person (upstream DWPose's behaviour).",
                 }),
-            }
+            },
+            "optional": {
+                "model": ("DWPOSE_MODEL", {"tooltip": "Models from DWPose Model Loader (loaded once, managed by ComfyUI). Without it, the detector and pose_model above with the default runtime."}),
+                "detect_every": ("INT", {
+                    "default": 1, "min": 1, "max": 1000,
+                    "tooltip": "Video mode when above 1: run the detector on every N-th frame (and whenever tracking weakens) and follow people from their keypoints between, with track ids (person_id). 1: every frame on its own.",
+                }),
+                "smooth": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Video mode: track people and smooth their keypoints over the frames (One Euro filter both ways: no lag), filling short dropouts. Also turns video mode on with detect_every 1.",
+                }),
+                "fps": ("FLOAT", {
+                    "default": 30.0, "min": 1.0, "max": 240.0, "step": 0.5,
+                    "tooltip": "Video mode: the frames' rate; the smoothing filter works in seconds.",
+                }),
+            },
         }  # fmt: skip
 
     @classmethod
@@ -299,12 +370,14 @@ class DWPoseEstimator:
     RETURN_NAMES = ("pose_map", "pose_keypoint")
     OUTPUT_TOOLTIPS = (
         "OpenPose-style maps for ControlNet, one per frame.",
-        "Keypoints: one OpenPose-format dict per frame (real scores in extra keys).",
+        "Keypoints: one OpenPose-format dict per frame (real scores in extra keys; person_id in video mode).",
     )
     FUNCTION = "estimate"
     CATEGORY = CATEGORY
     DESCRIPTION = (
-        "DWPose whole-body pose estimation (body, feet, face, hands) with exact OpenPose maps."
+        "DWPose whole-body pose estimation (body, feet, face, hands) with exact OpenPose maps. "
+        "For a video batch, detect_every > 1 or smooth turns on video mode: the engine of "
+        "`dwpose video` (detector skipping, track ids, smoothing, steady max_people)."
     )
 
     def estimate(
@@ -315,30 +388,74 @@ class DWPoseEstimator:
         detector_channels: str = "bgr",
         max_people: int = 0,
         whole_image_fallback: bool = False,
+        model: DWPoseModel | None = None,
+        detect_every: int = 1,
+        smooth: bool = False,
+        fps: float = 30.0,
         **drawing,
-    ) -> tuple[torch.Tensor, list[dict]] | dict:
+    ) -> dict:
         _check_image(image)
         options = _drawing_options(drawing)
         check_map_size(*map_size(image.shape[2], image.shape[1], options["resolution"]))
-        estimator = get_estimator(
-            detector, pose_model, detector_channels, max_people, whole_image_fallback
-        )
+        model = model or get_model(detector, pose_model)
+        video = detect_every > 1 or smooth
         total = len(image)
-        progress = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
-        frames: list[PoseFrame] = []
-        maps = []
-        for start in range(0, total, FRAMES_PER_BATCH):
-            if model_management is not None:
-                model_management.throw_exception_if_processing_interrupted()
-            batch = estimator(_frames(image, start, start + FRAMES_PER_BATCH))
-            maps.append(_draw(batch, options))
-            frames += batch
-            if progress is not None:
-                progress.update(len(batch))
-        result = (_to_image(np.concatenate(maps)), to_pose_keypoint(frames, options["threshold"]))
-        if estimator.warnings:  # e.g. the CPU on a GPU machine: said on the node, not only logged
-            return {"ui": {"text": estimator.warnings}, "result": result}
-        return result
+        progress = Progress(total)
+        on = "cpu" if model.on_cpu else "gpu"
+        estimator = model.estimator(
+            progress.check,
+            detector_channels=detector_channels,
+            max_people=None if video else max_people or None,  # video: over the batch
+            whole_image_fallback=whole_image_fallback,
+            batch_size=POSE_BATCH[on],
+        )
+        if video:
+            from .comfyui_dwpose.temporal import TrackingEstimator
+            from .comfyui_dwpose.video import track_frames
+
+            tracking = TrackingEstimator(estimator, detect_every)
+            frames = list(track_frames(
+                (_frames(image, i, i + 1)[0] for i in range(total)), tracking, fps=fps,
+                smooth=smooth, people=max_people or None, batch_frames=FRAMES_PER_CALL[on],
+                on_frame=progress.frame,
+            ))  # fmt: skip
+            detections = tracking.detections
+        else:
+            frames = []
+            for start in range(0, total, FRAMES_PER_CALL[on]):
+                batch = estimator(_frames(image, start, start + FRAMES_PER_CALL[on]))
+                frames += batch
+                for _ in batch:
+                    progress.frame()
+            detections = total if model.files[0] is not None else 0
+        pose_keypoint = to_pose_keypoint(frames, options["threshold"])
+        people = sum(len(f) for f in frames)
+        summary = f"{total} frame(s), {people} people found, detector run on {detections}"
+        return {
+            # e.g. the CPU on a GPU machine is said on the node, not only logged
+            "ui": {"text": [summary, *model.warnings], "pose_keypoint": pose_keypoint},
+            "result": (_to_image(_draw(frames, options)), pose_keypoint),
+        }
+
+
+class Progress:
+    """ComfyUI's progress bar over frames and its interrupt check, at every model run."""
+
+    def __init__(self, total: int):
+        self.done = 0
+        self.bar = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
+
+    def check(self) -> None:
+        """Before each model run: stop if the user cancelled, and show that work goes on."""
+        if model_management is not None:
+            model_management.throw_exception_if_processing_interrupted()
+        if self.bar is not None:
+            self.bar.update_absolute(self.done)
+
+    def frame(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update_absolute(self.done)
 
 
 class DWPoseRender:
@@ -501,7 +618,9 @@ class DWPoseRetarget:
             raise ValueError("connect one reference: reference_pose or reference_image")
         if reference_image is not None:
             _check_image(reference_image)
-            reference = get_estimator(detector, pose_model)(_frames(reference_image, 0, 1)[0])
+            reference = get_model(detector, pose_model).estimator()(
+                _frames(reference_image, 0, 1)[0]
+            )
         else:
             references = from_pose_keypoint(reference_pose)
             if not references:
@@ -674,6 +793,7 @@ def _drawing_options(drawing: dict) -> dict:
 
 
 NODE_CLASS_MAPPINGS = {
+    "DWPoseWB_ModelLoader": DWPoseModelLoader,
     "DWPoseWB_Estimator": DWPoseEstimator,
     "DWPoseWB_Render": DWPoseRender,
     "DWPoseWB_TrackSmooth": DWPoseTrackSmooth,
@@ -682,6 +802,7 @@ NODE_CLASS_MAPPINGS = {
     "DWPoseWB_LoadKeypoints": DWPoseLoadKeypoints,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "DWPoseWB_ModelLoader": "DWPose Model Loader",
     "DWPoseWB_Estimator": "DWPose Whole-Body Estimator",
     "DWPoseWB_Render": "DWPose Render Keypoints",
     "DWPoseWB_TrackSmooth": "DWPose Track & Smooth (video)",

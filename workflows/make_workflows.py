@@ -70,13 +70,16 @@ WORKFLOWS: dict[str, dict[int, tuple[str, tuple[int, int], dict]]] = {
     "dwpose_video": {
         1: ("LoadVideo", (40, 100), {"file": VIDEO}),
         2: ("GetVideoComponents", (400, 100), {"video": link(1)}),
-        3: ("DWPoseWB_Estimator", (700, 100), {"image": link(2), **MODELS}),
-        4: ("DWPoseWB_TrackSmooth", (1080, 100), {"pose_keypoint": link(3, 1), "fps": link(2, 2)}),
-        5: ("DWPoseWB_Render", (1440, 100), {"pose_keypoint": link(4)}),
-        6: ("CreateVideo", (1800, 100), {"images": link(5), "fps": link(2, 2), "audio": link(2, 1)}),
-        7: ("SaveVideo", (2120, 100), {"video": link(6), "filename_prefix": "dwpose/pose_video"}),
-        8: ("DWPoseWB_SaveKeypoints", (1440, 520), {
-            "pose_keypoint": link(4), "filename_prefix": "dwpose/pose_video",
+        3: ("DWPoseWB_ModelLoader", (400, 300), MODELS),
+        4: ("DWPoseWB_Estimator", (760, 100), {
+            "image": link(2), **MODELS, "model": link(3), "detect_every": 4, "smooth": True,
+            "fps": link(2, 2),
+        }),
+        5: ("DWPoseWB_Render", (1140, 100), {"pose_keypoint": link(4, 1)}),
+        6: ("CreateVideo", (1500, 100), {"images": link(5), "fps": link(2, 2), "audio": link(2, 1)}),
+        7: ("SaveVideo", (1820, 100), {"video": link(6), "filename_prefix": "dwpose/pose_video"}),
+        8: ("DWPoseWB_SaveKeypoints", (1140, 520), {
+            "pose_keypoint": link(4, 1), "filename_prefix": "dwpose/pose_video",
         }),
     },
     "dwpose_keypoints": {
