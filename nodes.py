@@ -11,30 +11,27 @@ interrupt checks, with this folder's `models/` as the models folder.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
-from collections import OrderedDict
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .comfyui_dwpose.estimator import DWPose
-from .comfyui_dwpose.hub import (
-    DEFAULT_DETECTOR,
-    DEFAULT_POSE_MODEL,
-    MODELS_DIR_ENV,
-    REGISTRY,
-    known_names,
-    resolve_model,
-)
+from .comfy_models import DWPoseModel, cached_model
+from .comfyui_dwpose import catalog
+from .comfyui_dwpose.hub import DEFAULT_DETECTOR, DEFAULT_POSE_MODEL, MODELS_DIR_ENV
 from .comfyui_dwpose.images import as_rgb_uint8
 from .comfyui_dwpose.limits import check_map_size
+from .comfyui_dwpose.pose_keypoint import COORDINATES
 from .comfyui_dwpose.render import BODY_STICK_WIDTH, map_size, render_pose
 from .comfyui_dwpose.result import (
     DEFAULT_THRESHOLD,
     PoseFrame,
     from_pose_keypoint,
+    load_json,
     save_json,
     to_pose_keypoint,
 )
@@ -50,6 +47,7 @@ def _comfy_module(name: str):
         raise
 
 
+log = logging.getLogger(__name__)
 folder_paths = _comfy_module("folder_paths")
 comfy_utils = _comfy_module("comfy.utils")
 model_management = _comfy_module("comfy.model_management")
@@ -57,16 +55,59 @@ model_management = _comfy_module("comfy.model_management")
 PACK_DIR = Path(__file__).resolve().parent
 MODELS_FOLDER = "dwpose"  # ComfyUI/models/dwpose
 NO_DETECTOR = "none (whole image)"
-FRAMES_PER_BATCH = 8  # frames per estimator call: people of these go to the pose model together
-CACHE_SIZE = 2  # estimators kept loaded (two nodes with different models do not thrash)
+# Frames per estimator call and crops per pose-model run. On a GPU, frames go together
+# (people of all of them in one pose batch); on the CPU, one frame and 8 crops a run keep
+# each run of the full-size models near a second, so progress and interrupt stay prompt.
+FRAMES_PER_CALL = {"gpu": 8, "cpu": 1}
+POSE_BATCH = {"gpu": 32, "cpu": 8}
 CATEGORY = "DWPose"
 MAX_RESOLUTION = 16384
+
+# The example workflows' inputs (workflows/*.json name them), copied into ComfyUI's input
+# folder where missing.
+EXAMPLE_INPUTS = {
+    "dwpose_skier.jpg": PACK_DIR / "assets" / "skier.jpg",
+    "dwpose_skier_pan.mp4": PACK_DIR / "workflows" / "inputs" / "dwpose_skier_pan.mp4",
+    "dwpose_skier_keypoints.json": PACK_DIR / "workflows" / "inputs" / "dwpose_skier_keypoints.json",
+}  # fmt: skip
+
+
+def install_example_inputs(input_dir: Path) -> list[Path]:
+    """Copy the example inputs into `input_dir`; a file already there is never replaced
+    (a copy lands under a temporary name, then is linked into place only if still free)."""
+    copied = []
+    for name, source in EXAMPLE_INPUTS.items():
+        target = input_dir / name
+        if target.exists() or not source.is_file():
+            continue
+        partial = input_dir / f".{name}.{os.getpid()}.partial"
+        try:
+            input_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, partial)
+            try:
+                os.link(partial, target)  # fails if the name was taken meanwhile
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links on this drive (FAT, some network shares)
+                if target.exists():
+                    continue
+                os.replace(partial, target)
+            copied.append(target)
+        except OSError as exc:
+            log.warning(
+                "DWPose: could not copy the example input %s to %s: %s", name, input_dir, exc
+            )
+        finally:
+            partial.unlink(missing_ok=True)
+    return copied
+
 
 if folder_paths is not None:
     folder_paths.add_model_folder_path(
         MODELS_FOLDER, os.path.join(folder_paths.models_dir, MODELS_FOLDER)
     )
     folder_paths.add_model_folder_path(MODELS_FOLDER, str(PACK_DIR / "models"))
+    install_example_inputs(Path(folder_paths.get_input_directory()))
 
 
 # ------------------------------------------------------------------------------ models
@@ -76,10 +117,13 @@ def model_folders() -> list[Path]:
     """Folders searched for model files, in order; downloads go to the first one.
 
     In ComfyUI: the `dwpose` model folders (models/dwpose, extra_model_paths.yaml, this
-    pack's models/). Outside: this pack's models/. `$DWPOSE_MODELS_DIR` comes last.
+    pack's models/), then comfyui_controlnet_aux's downloads (its ckpts/). Outside: this
+    pack's models/. `$DWPOSE_MODELS_DIR` comes last.
     """
     if folder_paths is not None:
         folders = [Path(p) for p in folder_paths.get_folder_paths(MODELS_FOLDER)]
+        custom_nodes = [Path(p) for p in folder_paths.get_folder_paths("custom_nodes")]
+        folders += catalog.controlnet_aux_ckpts(custom_nodes)
     else:
         folders = [PACK_DIR / "models"]
     if os.environ.get(MODELS_DIR_ENV):
@@ -87,71 +131,54 @@ def model_folders() -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
-def _onnx_files(folders: list[Path]) -> list[str]:
-    """ONNX files found in the model folders, as paths relative to their folder."""
-    found = []
-    for folder in folders:
-        for root, _, files in os.walk(folder, followlinks=True):
-            for name in files:
-                if name.lower().endswith(".onnx"):
-                    found.append(Path(root, name).relative_to(folder).as_posix())
-    return sorted(set(found))
-
-
 def model_choices(kind: str) -> list[str]:
-    """Combo values: registry names of this kind first (default first), then local files."""
-    other = {n for n, f in REGISTRY.items() if f.kind != kind}
-    names = [n for n in known_names(kind) if n.endswith(".onnx")]
-    local = [n for n in _onnx_files(model_folders()) if n not in other]
-    return list(dict.fromkeys([*names, *local]))
+    """Combo values: registry models of this kind (default first; labelled when not on disk
+    yet), then local files whose graph is a `kind` model (comfyui_dwpose.catalog)."""
+    return catalog.menu(kind, model_folders())
 
 
 def _model_path(name: str, kind: str, folders: list[Path]) -> Path:
     """A local file for a combo value: found in a model folder, or fetched from the Hub
     (registry names only) into the first folder. Registry files are verified."""
-    for folder in folders:
-        if (folder / name).is_file():
-            if name in REGISTRY:
-                return resolve_model(name, kind=kind, models_dir=folder)
-            return folder / name
-    if name in REGISTRY:
-        return resolve_model(name, kind=kind, models_dir=folders[0] if folders else None)
-    where = ", ".join(str(f) for f in folders)
-    raise FileNotFoundError(
-        f"{kind} model {name!r} is not in the DWPose model folders ({where}). Put the file "
-        f"there, or choose a known model ({', '.join(known_names(kind))}) to download it."
-    )
+    return catalog.resolve(name, kind, folders)
 
 
-_ESTIMATORS: OrderedDict[tuple, DWPose] = OrderedDict()
+def validate_models(detector: str | None = None, pose_model: str | None = None) -> bool | str:
+    """ComfyUI's combo check for the model inputs, also passing a registry name with or
+    without the "not downloaded" label (which comes and goes with the file)."""
+    for value, kind, also in ((detector, "detector", [NO_DETECTOR]), (pose_model, "pose", [])):
+        if value is None:
+            continue
+        offered = {catalog.menu_name(v) for v in [*model_choices(kind), *also]}
+        if catalog.menu_name(value) not in offered:
+            return f"{kind} model {value!r} is not offered (not a {kind} model, or not found)"
+    return True
 
 
-def get_estimator(
+BACKENDS = ["auto", "onnxruntime", "torch"]
+DEVICES = ["auto", "cpu"]
+PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+
+
+def get_model(
     detector: str,
     pose_model: str,
-    detector_channels: str = "bgr",
-    max_people: int = 0,
-    whole_image_fallback: bool = False,
-) -> DWPose:
-    """The estimator for these options, loaded once and kept across executions."""
+    backend: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+) -> DWPoseModel:
+    """The DWPOSE_MODEL for these files and runtime, made once (files found or fetched
+    then); its weights load on first use and go when ComfyUI unloads models."""
     folders = model_folders()
-    key = (detector, pose_model, detector_channels, max_people, whole_image_fallback, *folders)
-    if key in _ESTIMATORS:
-        _ESTIMATORS.move_to_end(key)
-        return _ESTIMATORS[key]
-    use_detector = detector != NO_DETECTOR
-    estimator = DWPose(
-        _model_path(detector, "detector", folders) if use_detector else None,
-        _model_path(pose_model, "pose", folders),
-        detector_channels=detector_channels,
-        max_people=max_people or None,
-        whole_image_fallback=whole_image_fallback,
-        use_detector=use_detector,
-    )
-    _ESTIMATORS[key] = estimator
-    while len(_ESTIMATORS) > CACHE_SIZE:
-        _ESTIMATORS.popitem(last=False)
-    return estimator
+    detector, pose_model = catalog.menu_name(detector), catalog.menu_name(pose_model)
+    key = (detector, pose_model, backend, device, precision, *folders)
+
+    def make() -> DWPoseModel:
+        det = _model_path(detector, "detector", folders) if detector != NO_DETECTOR else None
+        pose = _model_path(pose_model, "pose", folders)
+        return DWPoseModel(det, pose, backend, device, precision, model_management)
+
+    return cached_model(key, make)
 
 
 # ------------------------------------------------------------------------ conversions
@@ -226,23 +253,84 @@ def _drawing_inputs() -> dict:
     }  # fmt: skip
 
 
+def _model_inputs() -> dict:
+    """The model menus, shared by the loader and the estimator (comfyui_dwpose.catalog)."""
+    detectors, poses = [*model_choices("detector"), NO_DETECTOR], model_choices("pose")
+    return {
+        "detector": (detectors, {
+            "default": detectors[0],
+            "tooltip": "Person detector (YOLOX). Models marked 'not downloaded' are downloaded to models/dwpose on first use; YOLOX .onnx files in models/dwpose (or comfyui_controlnet_aux's ckpts) are listed too. 'none' treats the whole image as one person.",
+        }),
+        "pose_model": (poses, {
+            "default": poses[0],
+            "tooltip": "Whole-body pose model (DWPose / RTMPose SimCC ONNX); listed like the detectors.",
+        }),
+    }  # fmt: skip
+
+
+class DWPoseModelLoader:
+    """Detector + pose model -> DWPOSE_MODEL, loaded once and unloaded by ComfyUI."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                **_model_inputs(),
+                "backend": (BACKENDS, {
+                    "default": "auto",
+                    "tooltip": "auto: torch on a GPU, onnxruntime on the CPU. onnxruntime runs the ONNX files as they are; torch converts them once to the official networks.",
+                }),
+                "device": (DEVICES, {
+                    "default": "auto",
+                    "tooltip": "auto: ComfyUI's device (the GPU when it has one). cpu: keep the GPU for the diffusion model.",
+                }),
+                "precision": (PRECISIONS, {
+                    "default": "auto",
+                    "tooltip": "torch backend only: auto is fp16 on GPUs and fp32 on the CPU. onnxruntime runs the files as they are (auto/fp32).",
+                }),
+            }
+        }  # fmt: skip
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, detector: str | None = None, pose_model: str | None = None):
+        return validate_models(detector, pose_model)
+
+    RETURN_TYPES = ("DWPOSE_MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded models, for the estimator's model input.",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Load the DWPose detector and pose model once. Estimator options never reload them; "
+        "ComfyUI's model management moves them to the GPU to run and frees them on "
+        "'Unload models' or when the memory is needed."
+    )
+
+    def load(
+        self,
+        detector: str = DEFAULT_DETECTOR,
+        pose_model: str = DEFAULT_POSE_MODEL,
+        backend: str = "auto",
+        device: str = "auto",
+        precision: str = "auto",
+    ) -> tuple[DWPoseModel]:
+        model = get_model(detector, pose_model, backend, device, precision)
+        model.load()  # errors (missing file, wrong kind) show on this node
+        return (model,)
+
+
 class DWPoseEstimator:
     """IMAGE (one frame or a batch of video frames) -> pose maps and POSE_KEYPOINT."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        detectors = [*model_choices("detector"), NO_DETECTOR]
+        models = _model_inputs()
+        for name in models:
+            models[name][1]["tooltip"] += " Ignored when a model is connected."
         return {
             "required": {
-                "image": ("IMAGE", {"tooltip": "One image or a batch of video frames."}),
-                "detector": (detectors, {
-                    "default": DEFAULT_DETECTOR,
-                    "tooltip": "Person detector (YOLOX). Known names are downloaded to models/dwpose on first use; files placed there are listed too.",
-                }),
-                "pose_model": (model_choices("pose"), {
-                    "default": DEFAULT_POSE_MODEL,
-                    "tooltip": "Whole-body pose model (DWPose / RTMPose SimCC ONNX).",
-                }),
+                "image": ("IMAGE", {"tooltip": "One image or a batch of video frames, in order."}),
+                **models,
                 **_drawing_inputs(),
                 "detector_channels": (["bgr", "rgb"], {
                     "default": "bgr",
@@ -250,25 +338,46 @@ class DWPoseEstimator:
                 }),
                 "max_people": ("INT", {
                     "default": 0, "min": 0, "max": 1000,
-                    "tooltip": "Keep only the N largest people per frame; 0 keeps all.",
+                    "tooltip": "Keep only the N largest people: per frame, or in video mode the N largest over the whole batch (steady). 0 keeps all.",
                 }),
                 "whole_image_fallback": ("BOOLEAN", {
                     "default": False,
                     "tooltip": "When nobody is detected, treat the whole image as one person (upstream DWPose's behaviour).",
                 }),
-            }
+            },
+            "optional": {
+                "model": ("DWPOSE_MODEL", {"tooltip": "Models from DWPose Model Loader (loaded once, managed by ComfyUI). Without it, the detector and pose_model above with the default runtime."}),
+                "detect_every": ("INT", {
+                    "default": 1, "min": 1, "max": 1000,
+                    "tooltip": "Video mode when above 1: run the detector on every N-th frame (and whenever tracking weakens) and follow people from their keypoints between, with track ids (person_id). 1: every frame on its own.",
+                }),
+                "smooth": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Video mode: track people and smooth their keypoints over the frames (One Euro filter both ways: no lag), filling short dropouts. Also turns video mode on with detect_every 1.",
+                }),
+                "fps": ("FLOAT", {
+                    "default": 30.0, "min": 1.0, "max": 240.0, "step": 0.5,
+                    "tooltip": "Video mode: the frames' rate; the smoothing filter works in seconds.",
+                }),
+            },
         }  # fmt: skip
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, detector: str | None = None, pose_model: str | None = None):
+        return validate_models(detector, pose_model)
 
     RETURN_TYPES = ("IMAGE", "POSE_KEYPOINT")
     RETURN_NAMES = ("pose_map", "pose_keypoint")
     OUTPUT_TOOLTIPS = (
         "OpenPose-style maps for ControlNet, one per frame.",
-        "Keypoints: one OpenPose-format dict per frame (real scores in extra keys).",
+        "Keypoints: one OpenPose-format dict per frame (real scores in extra keys; person_id in video mode).",
     )
     FUNCTION = "estimate"
     CATEGORY = CATEGORY
     DESCRIPTION = (
-        "DWPose whole-body pose estimation (body, feet, face, hands) with exact OpenPose maps."
+        "DWPose whole-body pose estimation (body, feet, face, hands) with exact OpenPose maps. "
+        "For a video batch, detect_every > 1 or smooth turns on video mode: the engine of "
+        "`dwpose video` (detector skipping, track ids, smoothing, steady max_people)."
     )
 
     def estimate(
@@ -279,30 +388,74 @@ class DWPoseEstimator:
         detector_channels: str = "bgr",
         max_people: int = 0,
         whole_image_fallback: bool = False,
+        model: DWPoseModel | None = None,
+        detect_every: int = 1,
+        smooth: bool = False,
+        fps: float = 30.0,
         **drawing,
-    ) -> tuple[torch.Tensor, list[dict]] | dict:
+    ) -> dict:
         _check_image(image)
         options = _drawing_options(drawing)
         check_map_size(*map_size(image.shape[2], image.shape[1], options["resolution"]))
-        estimator = get_estimator(
-            detector, pose_model, detector_channels, max_people, whole_image_fallback
-        )
+        model = model or get_model(detector, pose_model)
+        video = detect_every > 1 or smooth
         total = len(image)
-        progress = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
-        frames: list[PoseFrame] = []
-        maps = []
-        for start in range(0, total, FRAMES_PER_BATCH):
-            if model_management is not None:
-                model_management.throw_exception_if_processing_interrupted()
-            batch = estimator(_frames(image, start, start + FRAMES_PER_BATCH))
-            maps.append(_draw(batch, options))
-            frames += batch
-            if progress is not None:
-                progress.update(len(batch))
-        result = (_to_image(np.concatenate(maps)), to_pose_keypoint(frames, options["threshold"]))
-        if estimator.warnings:  # e.g. the CPU on a GPU machine: said on the node, not only logged
-            return {"ui": {"text": estimator.warnings}, "result": result}
-        return result
+        progress = Progress(total)
+        on = "cpu" if model.on_cpu else "gpu"
+        estimator = model.estimator(
+            progress.check,
+            detector_channels=detector_channels,
+            max_people=None if video else max_people or None,  # video: over the batch
+            whole_image_fallback=whole_image_fallback,
+            batch_size=POSE_BATCH[on],
+        )
+        if video:
+            from .comfyui_dwpose.temporal import TrackingEstimator
+            from .comfyui_dwpose.video import track_frames
+
+            tracking = TrackingEstimator(estimator, detect_every)
+            frames = list(track_frames(
+                (_frames(image, i, i + 1)[0] for i in range(total)), tracking, fps=fps,
+                smooth=smooth, people=max_people or None, batch_frames=FRAMES_PER_CALL[on],
+                on_frame=progress.frame,
+            ))  # fmt: skip
+            detections = tracking.detections
+        else:
+            frames = []
+            for start in range(0, total, FRAMES_PER_CALL[on]):
+                batch = estimator(_frames(image, start, start + FRAMES_PER_CALL[on]))
+                frames += batch
+                for _ in batch:
+                    progress.frame()
+            detections = total if model.files[0] is not None else 0
+        pose_keypoint = to_pose_keypoint(frames, options["threshold"])
+        people = sum(len(f) for f in frames)
+        summary = f"{total} frame(s), {people} people found, detector run on {detections}"
+        return {
+            # e.g. the CPU on a GPU machine is said on the node, not only logged
+            "ui": {"text": [summary, *model.warnings], "pose_keypoint": pose_keypoint},
+            "result": (_to_image(_draw(frames, options)), pose_keypoint),
+        }
+
+
+class Progress:
+    """ComfyUI's progress bar over frames and its interrupt check, at every model run."""
+
+    def __init__(self, total: int):
+        self.done = 0
+        self.bar = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
+
+    def check(self) -> None:
+        """Before each model run: stop if the user cancelled, and show that work goes on."""
+        if model_management is not None:
+            model_management.throw_exception_if_processing_interrupted()
+        if self.bar is not None:
+            self.bar.update_absolute(self.done)
+
+    def frame(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update_absolute(self.done)
 
 
 class DWPoseRender:
@@ -312,13 +465,14 @@ class DWPoseRender:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "One dict per frame (OpenPose format)."}),
+                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "One dict per frame (OpenPose format): from DWPose, Load Keypoints, Retarget or comfyui_controlnet_aux."}),
                 **_drawing_inputs(),
             }
         }  # fmt: skip
 
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("pose_map",)
+    OUTPUT_TOOLTIPS = ("OpenPose-style maps for ControlNet, one per frame.",)
     FUNCTION = "render"
     CATEGORY = CATEGORY
     DESCRIPTION = "Draw POSE_KEYPOINT as OpenPose-style maps; with the estimator's settings the maps are identical to its own."
@@ -424,13 +578,17 @@ class DWPoseRetarget:
                 "reference_pose": ("POSE_KEYPOINT", {"tooltip": "The character's pose (its first frame). Connect this or reference_image."}),
                 "reference_image": ("IMAGE", {"tooltip": "The character's image, run through DWPose with the models below."}),
                 "detector": (model_choices("detector"), {
-                    "default": DEFAULT_DETECTOR, "tooltip": "Person detector for reference_image.",
+                    "default": model_choices("detector")[0], "tooltip": "Person detector for reference_image.",
                 }),
                 "pose_model": (model_choices("pose"), {
-                    "default": DEFAULT_POSE_MODEL, "tooltip": "Pose model for reference_image.",
+                    "default": model_choices("pose")[0], "tooltip": "Pose model for reference_image.",
                 }),
             },
         }  # fmt: skip
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, detector: str | None = None, pose_model: str | None = None):
+        return validate_models(detector, pose_model)
 
     RETURN_TYPES = ("POSE_KEYPOINT",)
     RETURN_NAMES = ("pose_keypoint",)
@@ -460,7 +618,9 @@ class DWPoseRetarget:
             raise ValueError("connect one reference: reference_pose or reference_image")
         if reference_image is not None:
             _check_image(reference_image)
-            reference = get_estimator(detector, pose_model)(_frames(reference_image, 0, 1)[0])
+            reference = get_model(detector, pose_model).estimator()(
+                _frames(reference_image, 0, 1)[0]
+            )
         else:
             references = from_pose_keypoint(reference_pose)
             if not references:
@@ -482,27 +642,91 @@ class DWPoseSaveKeypoints:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "pose_keypoint": ("POSE_KEYPOINT",),
+                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "The keypoints to save: one dict per frame (this pack's or comfyui_controlnet_aux's)."}),
                 "filename_prefix": ("STRING", {
                     "default": "dwpose/keypoints",
-                    "tooltip": "File name prefix inside the output folder; may contain subfolders.",
+                    "tooltip": "File name prefix inside the output folder; may contain subfolders. A number is added: prefix_00001.json, ...",
                 }),
             }
         }  # fmt: skip
 
     RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("path",)
+    RETURN_NAMES = ("file",)
+    OUTPUT_TOOLTIPS = (
+        "The file as DWPose Load Keypoints lists it (`dwpose/keypoints_00001.json [output]`).",
+    )
     OUTPUT_NODE = True
     FUNCTION = "save"
     CATEGORY = CATEGORY
-    DESCRIPTION = "Save POSE_KEYPOINT as a JSON file (prefix_00001.json, ...) in the output folder."
+    DESCRIPTION = (
+        "Save POSE_KEYPOINT as a JSON file (prefix_00001.json, ...) in the output folder; "
+        "DWPose Load Keypoints reads it back."
+    )
 
     def save(self, pose_keypoint: list[dict] | dict, filename_prefix: str = "dwpose/keypoints"):
         value = [pose_keypoint] if isinstance(pose_keypoint, dict) else list(pose_keypoint)
-        path = next_json_path(output_directory(), filename_prefix)
+        output_dir = output_directory().resolve()
+        path = next_json_path(output_dir, filename_prefix)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_json(value, path)  # temporary name, then rename
-        return {"ui": {"text": [str(path)]}, "result": (str(path),)}
+        subfolder = path.parent.relative_to(output_dir).as_posix()
+        reference = {
+            "filename": path.name,
+            "subfolder": "" if subfolder == "." else subfolder,
+            "type": "output",
+        }  # as SaveImage reports its files; /view?filename=...&subfolder=...&type=output
+        name = path.relative_to(output_dir).as_posix() + OUTPUT_ANNOTATION
+        return {"ui": {"keypoints": [reference], "text": [name]}, "result": (name,)}
+
+
+OUTPUT_ANNOTATION = " [output]"  # ComfyUI's suffix for a file in the output folder
+
+
+class DWPoseLoadKeypoints:
+    """A POSE_KEYPOINT JSON file (ComfyUI's input folder, an upload, or Save Keypoints'
+    output) -> POSE_KEYPOINT, read strictly (comfyui_dwpose.pose_keypoint)."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "keypoints_file": (keypoint_files(), {
+                    "tooltip": "A POSE_KEYPOINT JSON file: from ComfyUI's input folder (put or upload it there), or one DWPose Save Keypoints wrote ([output]).",
+                }),
+                "coordinates": (list(COORDINATES), {
+                    "default": "auto",
+                    "tooltip": "How the file's OpenPose points are given: pixels, normalised (0-1 of the canvas, as some pose editors write), or auto (told apart per file).",
+                }),
+            }
+        }  # fmt: skip
+
+    RETURN_TYPES = ("POSE_KEYPOINT",)
+    RETURN_NAMES = ("pose_keypoint",)
+    OUTPUT_TOOLTIPS = ("One dict per frame, in canvas pixels; draw it with DWPose Render.",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Load keypoints from a JSON file (this pack's, comfyui_controlnet_aux's, OpenPose "
+        "editors'); a malformed file is an error naming the frame and the field."
+    )
+
+    @classmethod
+    def IS_CHANGED(cls, keypoints_file: str, coordinates: str = "auto") -> str:
+        path = keypoint_file_path(keypoints_file)
+        return f"{path.stat().st_mtime_ns}:{path.stat().st_size}" if path.is_file() else ""
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, keypoints_file: str) -> bool | str:
+        if not keypoint_file_path(keypoints_file).is_file():
+            return f"keypoints file {keypoints_file!r} not found"
+        return True
+
+    def load(self, keypoints_file: str, coordinates: str = "auto") -> tuple[list[dict]]:
+        path = keypoint_file_path(keypoints_file)
+        frames = load_json(path, coordinates)
+        if not frames:
+            raise ValueError(f"{keypoints_file}: the file holds no frames")
+        return (to_pose_keypoint(frames),)
 
 
 def output_directory() -> Path:
@@ -510,6 +734,40 @@ def output_directory() -> Path:
     if folder_paths is not None:
         return Path(folder_paths.get_output_directory())
     return Path("output").resolve()
+
+
+def input_directory() -> Path:
+    """ComfyUI's input folder; outside ComfyUI, ./input."""
+    if folder_paths is not None:
+        return Path(folder_paths.get_input_directory())
+    return Path("input").resolve()
+
+
+def keypoint_files() -> list[str]:
+    """JSON files in the input folder (and its subfolders), then the output folder's,
+    marked " [output]" as ComfyUI names files there."""
+    names = []
+    for folder, suffix in ((input_directory(), ""), (output_directory(), OUTPUT_ANNOTATION)):
+        found = [
+            Path(root, f).relative_to(folder).as_posix()
+            for root, _, files in os.walk(folder, followlinks=True)
+            for f in files
+            if f.lower().endswith(".json")
+        ]
+        names += [name + suffix for name in sorted(found)]
+    return names
+
+
+def keypoint_file_path(name: str) -> Path:
+    """The file for a combo value, kept inside the input (or output) folder."""
+    folder = input_directory()
+    if name.endswith(OUTPUT_ANNOTATION):
+        name, folder = name.removesuffix(OUTPUT_ANNOTATION), output_directory()
+    folder = folder.resolve()
+    path = (folder / name).resolve()
+    if folder not in path.parents:
+        raise ValueError(f"keypoints file {name!r} points outside {folder}")
+    return path
 
 
 def next_json_path(output_dir: Path, prefix: str) -> Path:
@@ -535,16 +793,20 @@ def _drawing_options(drawing: dict) -> dict:
 
 
 NODE_CLASS_MAPPINGS = {
+    "DWPoseWB_ModelLoader": DWPoseModelLoader,
     "DWPoseWB_Estimator": DWPoseEstimator,
     "DWPoseWB_Render": DWPoseRender,
     "DWPoseWB_TrackSmooth": DWPoseTrackSmooth,
     "DWPoseWB_Retarget": DWPoseRetarget,
     "DWPoseWB_SaveKeypoints": DWPoseSaveKeypoints,
+    "DWPoseWB_LoadKeypoints": DWPoseLoadKeypoints,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "DWPoseWB_ModelLoader": "DWPose Model Loader",
     "DWPoseWB_Estimator": "DWPose Whole-Body Estimator",
     "DWPoseWB_Render": "DWPose Render Keypoints",
     "DWPoseWB_TrackSmooth": "DWPose Track & Smooth (video)",
     "DWPoseWB_Retarget": "DWPose Retarget",
     "DWPoseWB_SaveKeypoints": "DWPose Save Keypoints (JSON)",
+    "DWPoseWB_LoadKeypoints": "DWPose Load Keypoints (JSON)",
 }

@@ -70,24 +70,58 @@ class DWPose:
         precision: str = "auto",
         fit_detector_input: bool = False,
     ):
-        if max_people is not None and max_people < 1:
-            raise ValueError(f"max_people must be at least 1 (or None for all), got {max_people}")
-        if max_side is not None and max_side < 32:
-            raise ValueError(f"max_side must be at least 32 pixels (or None), got {max_side}")
+        _check_options(max_people, max_side)  # before any download or load
         fetch = {"models_dir": models_dir, "local_files_only": local_files_only}
-        self.detector: Detector | None = None
-        if use_detector and detector is not None:
-            path = resolve_model(detector, kind="detector", **fetch)
-            model = load_model(path, backend, device, precision)
-            _check_detector(model)
-            self.detector = Detector(
-                model, detector_score, nms_iou, detector_channels, fit_detector_input
-            )
-        model = load_model(
-            resolve_model(pose_model, kind="pose", **fetch), backend, device, precision
+        models = load_models(
+            detector if use_detector else None, pose_model, backend, device, precision, **fetch
         )
-        _check_pose(model)
-        self.pose = PoseModel(model, batch_size)
+        self._configure(
+            *models, detector_score=detector_score, nms_iou=nms_iou,
+            detector_channels=detector_channels, max_people=max_people,
+            whole_image_fallback=whole_image_fallback, max_side=max_side, batch_size=batch_size,
+            fit_detector_input=fit_detector_input,
+        )  # fmt: skip
+
+    @classmethod
+    def from_models(
+        cls,
+        detector: Model | None,
+        pose_model: Model,
+        *,
+        detector_score: float = 0.3,
+        nms_iou: float = 0.45,
+        detector_channels: str = "bgr",
+        max_people: int | None = None,
+        whole_image_fallback: bool = False,
+        max_side: int | None = 4096,
+        batch_size: int = 32,
+        fit_detector_input: bool = False,
+    ) -> DWPose:
+        """An estimator on models already loaded (`load_models`): no file is read, so many
+        option sets can share one pair of models (the ComfyUI nodes do). Options as above;
+        detector None treats the whole image as one person."""
+        estimator = cls.__new__(cls)
+        estimator._configure(
+            detector, pose_model, detector_score=detector_score, nms_iou=nms_iou,
+            detector_channels=detector_channels, max_people=max_people,
+            whole_image_fallback=whole_image_fallback, max_side=max_side, batch_size=batch_size,
+            fit_detector_input=fit_detector_input,
+        )  # fmt: skip
+        return estimator
+
+    def _configure(
+        self, detector: Model | None, pose_model: Model, *, detector_score: float,
+        nms_iou: float, detector_channels: str, max_people: int | None,
+        whole_image_fallback: bool, max_side: int | None, batch_size: int,
+        fit_detector_input: bool,
+    ) -> None:  # fmt: skip
+        _check_options(max_people, max_side)
+        self.detector: Detector | None = None
+        if detector is not None:
+            self.detector = Detector(
+                detector, detector_score, nms_iou, detector_channels, fit_detector_input
+            )
+        self.pose = PoseModel(pose_model, batch_size)
         self.max_people = max_people
         self.whole_image_fallback = whole_image_fallback
         self.max_side = max_side
@@ -203,6 +237,36 @@ class DWPose:
     def __repr__(self) -> str:
         detector = self.detector.model if self.detector else None
         return f"DWPose(detector={detector!r}, pose_model={self.pose.model!r})"
+
+
+def _check_options(max_people: int | None, max_side: int | None) -> None:
+    if max_people is not None and max_people < 1:
+        raise ValueError(f"max_people must be at least 1 (or None for all), got {max_people}")
+    if max_side is not None and max_side < 32:
+        raise ValueError(f"max_side must be at least 32 pixels (or None), got {max_side}")
+
+
+def load_models(
+    detector: str | os.PathLike | None,
+    pose_model: str | os.PathLike,
+    backend: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    *,
+    models_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+) -> tuple[Model | None, Model]:
+    """The detector (None: none asked for) and the pose model, fetched if needed, loaded on
+    `backend`/`device`/`precision` (`runtime.load_model`) and checked to be of their kind."""
+    fetch = {"models_dir": models_dir, "local_files_only": local_files_only}
+    detector_model = None
+    if detector is not None:
+        path = resolve_model(detector, kind="detector", **fetch)
+        detector_model = load_model(path, backend, device, precision)
+        _check_detector(detector_model)
+    pose = load_model(resolve_model(pose_model, kind="pose", **fetch), backend, device, precision)
+    _check_pose(pose)
+    return detector_model, pose
 
 
 def _whole(image: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -208,20 +208,45 @@ def iter_poses(
     """
     tracking = TrackingEstimator(estimator, detect_every)
     return _poses(
-        path, tracking, smooth, lookahead, max_gap, people, keep_images, batch_frames, on_frame
+        read_frames(path), tracking, smooth, lookahead, max_gap, people, keep_images,
+        batch_frames, on_frame,
+    )  # fmt: skip
+
+
+def track_frames(
+    images: Iterable[np.ndarray],
+    tracking: TrackingEstimator,
+    *,
+    fps: float = 30.0,
+    smooth: bool = True,
+    lookahead: int | None = 20,
+    max_gap: int = 8,
+    people: int | Collection[int] | None = None,
+    batch_frames: int = 8,
+    on_frame: Callable[[], None] | None = None,
+) -> Iterator[PoseFrame]:
+    """`iter_poses` for frames already decoded (e.g. a ComfyUI IMAGE batch), `fps` apart:
+    the same engine, so the same poses as `dwpose video` gives for the same frames.
+    tracking: a `TrackingEstimator` (its `detections` counts the detector's frames)."""
+    frames = (Frame(i, i / fps, i, image) for i, image in enumerate(images))
+    poses = _poses(
+        frames, tracking, smooth, lookahead, max_gap, people, False, batch_frames, on_frame
     )
+    return (pose for pose, _ in poses)
 
 
-def _poses(path, tracking, smooth, lookahead, max_gap, people, keep_images, batch_frames, on_frame):
+def _poses(
+    frames, tracking, smooth, lookahead, max_gap, people, keep_images, batch_frames, on_frame
+):
     smoother = Smoother(lookahead, max_gap) if smooth else None
-    frames = _tracked(path, tracking, keep_images, batch_frames, on_frame)
-    return finish(frames, smoother, PersonSelector(people))
+    tracked = _tracked(frames, tracking, keep_images, batch_frames, on_frame)
+    return finish(tracked, smoother, PersonSelector(people))
 
 
-def _tracked(path, tracking: TrackingEstimator, keep_images: bool, batch_frames: int, on_frame):
+def _tracked(frames, tracking: TrackingEstimator, keep_images: bool, batch_frames: int, on_frame):
     batch: list[Frame] = []
     size = batch_frames if tracking.detect_every == 1 else 1
-    for frame in read_frames(path):
+    for frame in frames:
         batch.append(frame)
         if len(batch) == size:
             yield from _estimate(batch, tracking, keep_images, on_frame)
@@ -450,7 +475,7 @@ def convert_video(
                 temp["frames"].mkdir()
             count, people_seen = 0, set()
             poses = _poses(
-                path, tracking, smooth, lookahead, max_gap, people, outputs.overlay,
+                read_frames(path), tracking, smooth, lookahead, max_gap, people, outputs.overlay,
                 batch_frames, progress,
             )  # fmt: skip
             for pose, frame in poses:

@@ -9,10 +9,10 @@ models are the golden stand-ins (tests/data/golden/README.md), not real DWPose w
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import json
-import math
 import re
 import shutil
 import sys
@@ -63,7 +63,6 @@ CONTROLNET_AUX_KEYS = {
     "TilePreprocessor", "UniFormer-SemSegPreprocessor", "Unimatch_OptFlowPreprocessor",
     "UpperBodyTrackingFromPoseKps", "Zoe-DepthMapPreprocessor", "Zoe_DepthAnythingPreprocessor",
 }  # fmt: skip
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
 
 def load_custom_node(folder: Path) -> types.ModuleType:
@@ -132,11 +131,16 @@ def as_image(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames.astype(np.float32) / 255.0)
 
 
+def estimate(nodes, *args, **kwargs):
+    """The estimator node's result (pose_map, pose_keypoint), without its UI output."""
+    return nodes.DWPoseEstimator().estimate(*args, **kwargs)["result"]
+
+
 @pytest.fixture(scope="module")
-def estimated(nodes, frames):
+def estimated(pack, nodes, frames):
     """The estimator node's outputs on the two frames, default options."""
-    nodes._ESTIMATORS.clear()
-    return nodes.DWPoseEstimator().estimate(as_image(frames), "det.onnx", "pose.onnx")
+    sys.modules[f"{pack.__name__}.comfy_models"]._MODELS.clear()
+    return estimate(nodes, as_image(frames), "det.onnx", "pose.onnx")
 
 
 def render_lib(nodes):
@@ -150,7 +154,8 @@ def render_lib(nodes):
 def test_pack_loads_like_comfyui_and_uses_its_bundled_library(pack, nodes):
     assert set(pack.NODE_CLASS_MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS)
     assert pack.NODE_CLASS_MAPPINGS["DWPoseWB_Estimator"] is nodes.DWPoseEstimator
-    assert nodes.DWPose.__module__ == f"{pack.__name__}.comfyui_dwpose.estimator"
+    models = sys.modules[f"{pack.__name__}.comfy_models"]
+    assert models.DWPose.__module__ == f"{pack.__name__}.comfyui_dwpose.estimator"
     # Without ComfyUI: no progress, no interrupts, the pack's own models folder.
     assert nodes.folder_paths is None and nodes.comfy_utils is None
     assert nodes.model_management is None
@@ -160,8 +165,8 @@ def test_pack_loads_like_comfyui_and_uses_its_bundled_library(pack, nodes):
 def test_node_keys_are_prefixed_and_free_of_controlnet_aux_keys(pack):
     keys = list(pack.NODE_CLASS_MAPPINGS)
     assert keys == [
-        "DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_TrackSmooth", "DWPoseWB_Retarget",
-        "DWPoseWB_SaveKeypoints",
+        "DWPoseWB_ModelLoader", "DWPoseWB_Estimator", "DWPoseWB_Render", "DWPoseWB_TrackSmooth",
+        "DWPoseWB_Retarget", "DWPoseWB_SaveKeypoints", "DWPoseWB_LoadKeypoints",
     ]  # fmt: skip
     assert not set(keys) & CONTROLNET_AUX_KEYS
     names = list(pack.NODE_DISPLAY_NAME_MAPPINGS.values())
@@ -173,9 +178,10 @@ def check_input(name: str, spec: tuple) -> None:
     assert isinstance(spec, tuple) and 1 <= len(spec) <= 2, name
     kind, options = spec[0], (spec[1] if len(spec) == 2 else {})
     assert isinstance(options, dict), name
-    if isinstance(kind, list):  # a combo
-        assert kind and all(isinstance(v, str) for v in kind), name
-        assert options.get("default", kind[0]) in kind, name
+    if isinstance(kind, list):  # a combo (files of the input folder: none there yet)
+        assert kind or name == "keypoints_file", name
+        assert all(isinstance(v, str) for v in kind), name
+        assert "default" not in options or options["default"] in kind, name
         return
     assert isinstance(kind, str) and kind.isupper(), name
     if "default" in options:
@@ -188,11 +194,13 @@ def check_input(name: str, spec: tuple) -> None:
 @pytest.mark.parametrize(
     "key",
     [
+        "DWPoseWB_ModelLoader",
         "DWPoseWB_Estimator",
         "DWPoseWB_Render",
         "DWPoseWB_TrackSmooth",
         "DWPoseWB_Retarget",
         "DWPoseWB_SaveKeypoints",
+        "DWPoseWB_LoadKeypoints",
     ],
 )
 def test_node_class_is_well_formed(pack, key):
@@ -214,17 +222,19 @@ def test_node_class_is_well_formed(pack, key):
 def test_model_combos_list_known_names_and_local_files(nodes, env):
     detector = nodes.DWPoseEstimator.INPUT_TYPES()["required"]["detector"]
     pose = nodes.DWPoseEstimator.INPUT_TYPES()["required"]["pose_model"]
-    assert detector[0][0] == detector[1]["default"] == "yolox_l.onnx"
-    assert pose[0][0] == pose[1]["default"] == "dw-ll_ucoco_384.onnx"
-    assert {"det.onnx", "pose.onnx", nodes.NO_DETECTOR} <= set(detector[0])
-    assert "pose.onnx" in pose[0] and "yolox_l.onnx" not in pose[0]
-    assert "dw-ll_ucoco_384.onnx" not in detector[0]
+    # Registry names first (labelled until downloaded); local files in the menu they fit.
+    assert detector[0][0] == detector[1]["default"]
+    assert detector[0][0].startswith("yolox_l.onnx")
+    assert pose[0][0] == pose[1]["default"]
+    assert pose[0][0].startswith("dw-ll_ucoco_384.onnx")
+    assert {"det.onnx", nodes.NO_DETECTOR} <= set(detector[0]) and "pose.onnx" not in detector[0]
+    assert "pose.onnx" in pose[0] and "det.onnx" not in pose[0]
 
 
 # ---------------------------------------------------------------------- the estimator
 
 
-def test_estimator_node_maps(nodes, frames, estimated, env):
+def test_estimator_node_maps(pack, nodes, frames, estimated, env):
     pose_map, pose_keypoint = estimated
     assert pose_map.shape == (2, 425, 640, 3) and pose_map.dtype == torch.float32
     assert pose_map.min() >= 0.0 and pose_map.max() <= 1.0
@@ -234,7 +244,8 @@ def test_estimator_node_maps(nodes, frames, estimated, env):
     assert all(m.any() for m in maps)
     render_pose, from_pose_keypoint = render_lib(nodes)
     # The node adds nothing: the library on the same frames draws the same maps...
-    direct = nodes.DWPose(env.models / "det.onnx", env.models / "pose.onnx")(list(frames))
+    DWPose = sys.modules[f"{pack.__name__}.comfyui_dwpose.estimator"].DWPose
+    direct = DWPose(env.models / "det.onnx", env.models / "pose.onnx")(list(frames))
     np.testing.assert_array_equal(maps, render_pose(direct))
     # ...and so does drawing the frames it returned.
     np.testing.assert_array_equal(maps, render_pose(from_pose_keypoint(pose_keypoint)))
@@ -264,9 +275,7 @@ def test_estimator_node_pose_keypoint_layout(estimated, env):
 def test_rgb_detector_gives_comfyui_controlnet_aux_keypoints(nodes, frames, env):
     """Fed RGB as comfyui_controlnet_aux does, the four OpenPose parts equal its own."""
     golden = json.loads((env.golden / IMAGE_ID / "comfy_ort" / "pose_keypoint.json").read_text())
-    _, got = nodes.DWPoseEstimator().estimate(
-        as_image(frames[:1]), "det.onnx", "pose.onnx", detector_channels="rgb"
-    )
+    _, got = estimate(nodes, as_image(frames[:1]), "det.onnx", "pose.onnx", detector_channels="rgb")
     assert len(got) == len(golden) == 1
     assert len(got[0]["people"]) == len(golden[0]["people"])
     for ours, theirs in zip(got[0]["people"], golden[0]["people"]):
@@ -275,7 +284,7 @@ def test_rgb_detector_gives_comfyui_controlnet_aux_keypoints(nodes, frames, env)
 
 def test_estimator_node_options(nodes, frames, env):
     image = as_image(frames)
-    run = nodes.DWPoseEstimator().estimate
+    run = functools.partial(estimate, nodes)
     pose_map, _ = run(image, "det.onnx", "pose.onnx", resolution=512)
     assert pose_map.shape == (2, 512, 771, 3)  # as comfyui_controlnet_aux (test_golden.py)
     _, one = run(image, "det.onnx", "pose.onnx", max_people=1)
@@ -290,9 +299,7 @@ def test_render_node_reproduces_the_estimator_map(nodes, frames, estimated, env)
     assert torch.equal(rendered, pose_map)
     drawing = {"resolution": 512, "feet": True, "face": False, "threshold": 0.5}
     drawing["xinsr_stick_width"] = True
-    pose_map, pose_keypoint = nodes.DWPoseEstimator().estimate(
-        as_image(frames), "det.onnx", "pose.onnx", **drawing
-    )
+    pose_map, pose_keypoint = estimate(nodes, as_image(frames), "det.onnx", "pose.onnx", **drawing)
     (rendered,) = nodes.DWPoseRender().render(pose_keypoint, **drawing)
     assert rendered.shape == (2, 512, 771, 3) and torch.equal(rendered, pose_map)
 
@@ -308,18 +315,21 @@ def test_render_node_draws_controlnet_aux_pose_keypoint(nodes, env, image_id):
     assert int((got != expected).any(axis=-1).sum()) == 0
 
 
-def test_estimator_is_cached_across_executions(nodes, frames, env):
-    nodes._ESTIMATORS.clear()
-    run = nodes.DWPoseEstimator().estimate
+def test_estimator_options_never_reload_the_models(pack, nodes, frames, env):
+    models = sys.modules[pack.__name__ + ".comfy_models"]
+    models._MODELS.clear()
+    run = functools.partial(estimate, nodes)
     image = as_image(frames[:1])
     run(image, "det.onnx", "pose.onnx")
-    [first] = nodes._ESTIMATORS.values()
-    run(image, "det.onnx", "pose.onnx", resolution=256, face=False)  # drawing only: no reload
-    assert list(nodes._ESTIMATORS.values()) == [first]
-    assert nodes.get_estimator("det.onnx", "pose.onnx") is first
-    run(image, "det.onnx", "pose.onnx", detector_channels="rgb")
-    run(image, "det.onnx", "pose.onnx", max_people=1)
-    assert len(nodes._ESTIMATORS) == nodes.CACHE_SIZE and first not in nodes._ESTIMATORS.values()
+    [first] = models._MODELS.values()
+    run(image, "det.onnx", "pose.onnx", resolution=256, face=False)
+    run(image, "det.onnx", "pose.onnx", detector_channels="rgb", whole_image_fallback=True)
+    _, one = run(image, "det.onnx", "pose.onnx", max_people=1, threshold=0.5)
+    assert list(models._MODELS.values()) == [first] and first.loads == 1
+    assert nodes.get_model("det.onnx", "pose.onnx") is first
+    assert [len(f["people"]) for f in one] == [1]
+    run(image, nodes.NO_DETECTOR, "pose.onnx")  # other files: another model, kept beside
+    assert len(models._MODELS) == models.CACHE_SIZE == 2 and first.loads == 1
 
 
 def test_cpu_fallback_on_a_gpu_machine_is_said_on_the_node_and_in_the_log(
@@ -328,58 +338,20 @@ def test_cpu_fallback_on_a_gpu_machine_is_said_on_the_node_and_in_the_log(
     # As on a GPU: "auto" tries the torch backend first. The stand-in models are not
     # official architectures, so they cannot be converted and run on onnxruntime (CPU).
     runtime = sys.modules[pack.__name__ + ".comfyui_dwpose.runtime"]
+    models = sys.modules[pack.__name__ + ".comfy_models"]
     monkeypatch.setattr(runtime, "_torch_has_gpu", lambda device: True)
-    nodes._ESTIMATORS.clear()
+    models._MODELS.clear()
     with caplog.at_level("WARNING"):
         out = nodes.DWPoseEstimator().estimate(as_image(frames[:1]), "det.onnx", "pose.onnx")
-    nodes._ESTIMATORS.clear()
-    det, pose = out["ui"]["text"]
+    models._MODELS.clear()
+    summary, det, pose = out["ui"]["text"]
+    assert summary == "1 frame(s), 2 people found, detector run on 1"
     assert det.startswith("det.onnx: ") and pose.startswith("pose.onnx: the graph has no SimCC")
     for text in (det, pose):
         assert text.endswith("; running it on onnxruntime instead, on the CPU, much slower")
         assert text in caplog.text
     pose_map, _ = out["result"]
     assert pose_map.shape == (1, 425, 640, 3)
-
-
-def test_progress_per_batch_and_interrupt_between_batches(nodes, frames, env, monkeypatch):
-    """ComfyUI's ProgressBar and interrupt check, replaced by recorders on the nodes module."""
-    updates, checks = [], []
-
-    class ProgressBar:
-        def __init__(self, total):
-            self.total = total
-
-        def update(self, value):
-            updates.append((value, self.total))
-
-    class Interrupted(Exception):
-        pass
-
-    def throw_exception_if_processing_interrupted():
-        checks.append(len(updates))
-        if stop_at is not None and len(checks) == stop_at:
-            raise Interrupted
-
-    monkeypatch.setattr(nodes, "comfy_utils", types.SimpleNamespace(ProgressBar=ProgressBar))
-    monkeypatch.setattr(
-        nodes,
-        "model_management",
-        types.SimpleNamespace(
-            throw_exception_if_processing_interrupted=throw_exception_if_processing_interrupted
-        ),
-    )
-    monkeypatch.setattr(nodes, "FRAMES_PER_BATCH", 2)
-    image = as_image(np.concatenate([frames, frames, frames[:1]]))  # 5 frames: 3 batches
-    stop_at = None
-    pose_map, pose_keypoint = nodes.DWPoseEstimator().estimate(image, "det.onnx", "pose.onnx")
-    assert updates == [(2, 5), (2, 5), (1, 5)] and checks == [0, 1, 2]
-    assert len(pose_map) == len(pose_keypoint) == 5
-    updates.clear(), checks.clear()
-    stop_at = 2
-    with pytest.raises(Interrupted):
-        nodes.DWPoseEstimator().estimate(image, "det.onnx", "pose.onnx")
-    assert updates == [(2, 5)]  # stopped before the second batch
 
 
 # ------------------------------------------------------------------------------ errors
@@ -398,8 +370,8 @@ def test_missing_model_offline_says_where_to_put_it(nodes, frames, env, tmp_path
 
 
 def test_wrong_model_kind_and_bad_images_raise_clear_errors(nodes, frames, env):
-    run = nodes.DWPoseEstimator().estimate
-    with pytest.raises(Exception, match="not a YOLOX person detector"):
+    run = functools.partial(estimate, nodes)
+    with pytest.raises(Exception, match=r"pose\.onnx is a pose model .* not a detector model"):
         run(as_image(frames[:1]), "pose.onnx", "pose.onnx")
     broken = as_image(frames)
     broken[1, 0, 0, 0] = float("nan")
@@ -440,7 +412,7 @@ def test_track_smooth_node_gives_ids_and_steadier_video_poses(nodes, frames, env
                        borderMode=cv2.BORDER_REPLICATE)
         for k in range(12)
     ])  # fmt: skip
-    _, raw = nodes.DWPoseEstimator().estimate(as_image(video), "det.onnx", "pose.onnx")
+    _, raw = estimate(nodes, as_image(video), "det.onnx", "pose.onnx")
     node = nodes.DWPoseTrackSmooth()
 
     (tracked,) = node.track(raw, smooth=False)
@@ -465,7 +437,7 @@ def test_track_smooth_node_gives_ids_and_steadier_video_poses(nodes, frames, env
 
 
 def test_retarget_node_moves_the_dance_onto_a_reference_pose_or_image(pack, nodes, frames, env):
-    _, raw = nodes.DWPoseEstimator().estimate(as_image(frames), "det.onnx", "pose.onnx")
+    _, raw = estimate(nodes, as_image(frames), "det.onnx", "pose.onnx")
     (tracked,) = nodes.DWPoseTrackSmooth().track(raw, smooth=False)
     node = nodes.DWPoseRetarget()
     library = importlib.import_module(f"{pack.__name__}.comfyui_dwpose.retarget")
@@ -486,7 +458,7 @@ def test_retarget_node_moves_the_dance_onto_a_reference_pose_or_image(pack, node
     half = np.ascontiguousarray(frames[0][:, : frames.shape[2] // 2])
     (out,) = node.retarget(tracked, person=1, reference_image=as_image(half[None]),
                            detector="det.onnx", pose_model="pose.onnx")  # fmt: skip
-    found = nodes.get_estimator("det.onnx", "pose.onnx")(half)
+    found = nodes.get_model("det.onnx", "pose.onnx").estimator()(half)
     expected = library.retarget(driving, found, person=1)
     got = nodes.from_pose_keypoint(out)
     assert (out[0]["canvas_width"], out[0]["canvas_height"]) == (half.shape[1], half.shape[0])
@@ -511,12 +483,13 @@ def test_save_keypoints_node_writes_numbered_json(nodes, estimated, tmp_path, mo
     save = nodes.DWPoseSaveKeypoints().save
     first = save(pose_keypoint, "dwpose/keypoints")
     second = save(pose_keypoint[0], "dwpose/keypoints")  # one frame dict: still a list
-    paths = [Path(first["result"][0]), Path(second["result"][0])]
-    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
-        "dwpose/keypoints_00001.json",
-        "dwpose/keypoints_00002.json",
+    names = [first["result"][0], second["result"][0]]
+    assert names == [
+        "dwpose/keypoints_00001.json [output]",
+        "dwpose/keypoints_00002.json [output]",
     ]
-    assert first["ui"]["text"] == [str(paths[0])]
+    paths = [tmp_path / n.removesuffix(" [output]") for n in names]
+    assert first["ui"]["text"] == [names[0]]
     assert json.loads(paths[0].read_text()) == pose_keypoint
     assert json.loads(paths[1].read_text()) == pose_keypoint[:1]
     assert sorted(p.name for p in paths[0].parent.iterdir()) == [p.name for p in paths]
@@ -669,89 +642,7 @@ def test_install_reads_this_pythons_distributions(install):
 
 
 # ---------------------------------------------------------------------------- workflow
-
-
-def widget_inputs(cls) -> list[tuple[str, tuple]]:
-    """Inputs shown as widgets, in the order the front end stores their values."""
-    types_ = cls.INPUT_TYPES()
-    inputs = {**types_["required"], **types_.get("optional", {})}
-    return [(n, s) for n, s in inputs.items() if isinstance(s[0], list) or s[0] in WIDGET_TYPES]
-
-
-@pytest.mark.parametrize(
-    ("name", "ours"),
-    [
-        ("dwpose_basic.json", {"DWPoseWB_Estimator", "DWPoseWB_SaveKeypoints"}),
-        ("dwpose_retarget.json", {
-            "DWPoseWB_Estimator", "DWPoseWB_TrackSmooth", "DWPoseWB_Retarget",
-            "DWPoseWB_Render", "DWPoseWB_SaveKeypoints",
-        }),
-    ],
-)  # fmt: skip
-def test_example_workflow_matches_the_nodes(pack, name, ours):
-    workflow = json.loads((ROOT / "workflows" / name).read_text())
-    by_id = {node["id"]: node for node in workflow["nodes"]}
-    pack_nodes = [n for n in workflow["nodes"] if n["type"] in pack.NODE_CLASS_MAPPINGS]
-    assert {n["type"] for n in pack_nodes} == ours
-    for node in pack_nodes:
-        cls = pack.NODE_CLASS_MAPPINGS[node["type"]]
-        widgets = widget_inputs(cls)
-        assert len(node["widgets_values"]) == len(widgets), node["type"]
-        for (name, spec), value in zip(widgets, node["widgets_values"]):
-            if isinstance(spec[0], list):
-                assert value in spec[0], name
-            else:
-                expected = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}[spec[0]]
-                assert type(value) is expected, name
-                assert spec[1].get("min", value) <= value <= spec[1].get("max", value), name
-                if name == "threshold":
-                    assert math.isclose(value, spec[1]["default"])
-        assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
-        # Sockets in the class's order, then widgets turned into inputs (by name).
-        types_ = cls.INPUT_TYPES()
-        inputs = {**types_["required"], **types_.get("optional", {})}
-        widget_names = {n for n, _ in widgets}
-        sockets = [(n, s[0]) for n, s in inputs.items() if n not in widget_names]
-        given = [(i["name"], i["type"]) for i in node["inputs"] if "widget" not in i]
-        assert given == sockets, node["type"]
-        for i in node["inputs"]:
-            if "widget" in i:
-                assert i["widget"]["name"] == i["name"] and inputs[i["name"]][0] == i["type"]
-    for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
-        assert by_id[src]["outputs"][src_slot]["type"] == kind
-        assert link_id in by_id[src]["outputs"][src_slot]["links"]
-        target = by_id[dst]["inputs"][dst_slot]
-        assert target["type"] == kind and target["link"] == link_id
-    linked = {i["link"] for n in workflow["nodes"] for i in n["inputs"]} - {None}
-    assert linked == {link[0] for link in workflow["links"]}
-    assert workflow["last_link_id"] == max(link[0] for link in workflow["links"])
-    assert workflow["last_node_id"] == max(by_id)
-
-
-def test_api_workflow_is_the_ui_workflow(pack):
-    """workflows/dwpose_retarget_api.json (for POST /prompt) holds the same graph and values
-    as the UI file: every input of ours by name, links as [node id, output slot]."""
-    ui = json.loads((ROOT / "workflows" / "dwpose_retarget.json").read_text())
-    api = json.loads((ROOT / "workflows" / "dwpose_retarget_api.json").read_text())
-    assert sorted(api, key=int) == [
-        str(n["id"]) for n in sorted(ui["nodes"], key=lambda n: n["id"])
-    ]
-    links = {link[0]: link for link in ui["links"]}
-    for node in ui["nodes"]:
-        entry = api[str(node["id"])]
-        assert entry["class_type"] == node["type"]
-        for i in node["inputs"]:
-            if i["link"] is None:
-                assert i["name"] not in entry["inputs"]
-            else:
-                _, src, slot, *_ = links[i["link"]]
-                assert entry["inputs"][i["name"]] == [str(src), slot]
-        if node["type"] in pack.NODE_CLASS_MAPPINGS:
-            widgets = [n for n, _ in widget_inputs(pack.NODE_CLASS_MAPPINGS[node["type"]])]
-            linked = {i["name"] for i in node["inputs"] if "widget" in i}
-            for name, value in zip(widgets, node["widgets_values"]):
-                if name not in linked:
-                    assert entry["inputs"][name] == value, (node["type"], name)
+# The shipped workflows are checked against the nodes in tests/test_workflows.py.
 
 
 def test_malformed_pose_keypoint_and_huge_maps_are_refused_before_work(nodes, frames, env):
