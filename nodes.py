@@ -302,8 +302,8 @@ class DWPoseModelLoader:
     CATEGORY = CATEGORY
     DESCRIPTION = (
         "Load the DWPose detector and pose model once. Estimator options never reload them; "
-        "ComfyUI's model management moves them to the GPU to run and frees them on "
-        "'Unload models' or when the memory is needed."
+        "ComfyUI's model management makes room for them on the GPU and frees them on "
+        "'Unload models' or when another model needs the memory."
     )
 
     def load(

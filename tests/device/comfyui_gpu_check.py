@@ -7,7 +7,9 @@ that answers cuda), puts seeded official-architecture .onnx files in the models 
 and runs the estimator node in two fresh processes: the first converts each model for
 torch and keeps it beside the file, the second must read the kept weights (no conversion).
 Expected: both models are TorchModels on cuda (float16), no warnings on the node, the
-second load much faster than the first. Writes $OUT/comfyui_gpu_check.json.
+second load much faster than the first, and CUDA memory back to its level before loading
+once the model is unloaded as ComfyUI unloads it (cuda_allocated_mb: before, loaded,
+after). Writes $OUT/comfyui_gpu_check.json.
 """
 
 import json
@@ -24,13 +26,14 @@ OUT = Path(os.environ.get("OUT", HERE / "out"))
 DRY = os.environ.get("DRY") == "1"
 
 RUN = """
-import importlib.util, json, sys, time, types
+import gc, importlib.util, json, sys, time, types
 import numpy as np, torch
 from PIL import Image
 device = {device!r}
 comfy = types.ModuleType("comfy.model_management")
 comfy.get_torch_device = lambda: torch.device(device)
 comfy.throw_exception_if_processing_interrupted = lambda: None
+comfy.load_models_gpu = lambda models: [m.partially_load(m.load_device, 1e32) for m in models]
 sys.modules["comfy.model_management"] = comfy
 spec = importlib.util.spec_from_file_location("dwpose_pack", {init!r})
 pack = importlib.util.module_from_spec(spec)
@@ -40,17 +43,26 @@ nodes = sys.modules["dwpose_pack.nodes"]
 if device == "cpu":  # the rehearsal: take the GPU path (torch backend) on the CPU
     sys.modules["dwpose_pack.comfyui_dwpose.runtime"]._torch_has_gpu = lambda device: True
 image = torch.from_numpy(np.asarray(Image.open({image!r}).convert("RGB"), np.float32) / 255)[None]
+def allocated():
+    return torch.cuda.memory_allocated() if device == "cuda" else 0
+before = allocated()
 start = time.perf_counter()
-estimator = nodes.get_estimator("det.onnx", "pose.onnx")
+model = nodes.get_model("det.onnx", "pose.onnx")
+model.load()
 load = time.perf_counter() - start
 out = nodes.DWPoseEstimator().estimate(image, "det.onnx", "pose.onnx")
-print(json.dumps({{
+loaded = allocated()
+result = {{
     "load_s": round(load, 2),
-    "detector": repr(estimator.detector.model),
-    "pose_model": repr(estimator.pose.model),
-    "warnings": estimator.warnings,
-    "node_returns": type(out).__name__,
-}}))
+    "detector": repr(model.model.detector),
+    "pose_model": repr(model.model.pose),
+    "warnings": model.warnings,
+    "node_returns": sorted(out),
+}}
+model.detach()  # as ComfyUI's free_memory ("Unload models") calls it
+gc.collect()
+result["cuda_allocated_mb"] = [round(x / 2**20, 1) for x in (before, loaded, allocated())]
+print(json.dumps(result))
 """
 
 
