@@ -1,5 +1,6 @@
 """Scale-out: `dwpose video --shard I/N` (schedulers without Ray) gives each video to one
-shard, and the shards together write exactly what one run writes."""
+shard, and the shards together write exactly what one run writes; onnxruntime keeps to
+the share of cores that Ray gives an actor."""
 
 import av
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from test_video import cli, encode
 
 from comfyui_dwpose.cli_video import shard_of
+from comfyui_dwpose.runtime import cpu_threads
 
 
 def outputs(folder):
@@ -62,3 +64,14 @@ def test_an_empty_shard_says_so(standins, tmp_path, capsys):
     assert cli(standins, tmp_path / "v.mp4", "-o", tmp_path / "out", "--shard", "1/2") == 0
     assert "shard 1/2: none of the 1 videos is in it" in capsys.readouterr().out
     assert not np.any([p.suffix == ".mp4" for p in (tmp_path / "out").glob("*")])
+
+
+def test_onnxruntime_threads_follow_omp_num_threads(monkeypatch):
+    """Ray sets OMP_NUM_THREADS to each actor's share of the cores: the sessions keep to it."""
+    cores = cpu_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 5))
+    assert cpu_threads() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    assert cpu_threads() == cores
