@@ -364,12 +364,12 @@ def _run_video(args: argparse.Namespace) -> int:
         videos = cli_video.videos_of(args)
     except ValueError as exc:
         return _usage(str(exc))
-    for package in ("av", "scipy"):  # before the models load: one line, not one per video
+    ray = ("ray",) if args.ray is not None else ()
+    for package in ("av", "scipy", *ray):  # before the models load: one line, not one per video
         require(package, "dwpose video")
     if code := _prepare_output(args.output, cli_video.planned_outputs(args, videos), videos):
         return code
     if args.ray is not None:  # each Ray actor loads the models itself
-        require("ray", "dwpose video --ray")
         report = cli_video.run_on_ray(args, videos, functools.partial(_estimator, args))
     else:
         estimator = _estimator(args)  # --max-people picks tracks, not detections, in videos

@@ -127,6 +127,10 @@ def videos_of(args: argparse.Namespace) -> list[Path]:
     error) when there are none, two share a name, or an option does not apply to videos."""
     if args.resolution:
         raise ValueError("pose videos keep the source's size: --resolution is for images")
+    if args.ray is None and args.summary:
+        raise ValueError("--summary goes with --ray")
+    if args.ray is not None and args.batch_videos:
+        raise ValueError("--batch-videos is for one machine: each Ray actor converts one video")
     videos = collect_videos(args.inputs)
     if all(is_glob(str(p)) and not p.exists() for p in videos):
         raise ValueError(f"no videos found in {' '.join(args.inputs)}")

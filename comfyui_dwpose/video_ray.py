@@ -56,19 +56,21 @@ def connect(address: str | None):
 
 
 def actor_resources(ray, gpus: bool | None, actors: int | None) -> tuple[int, dict]:
-    """How many actors, and what each one reserves: a GPU each, or a share of the cores.
+    """How many actors, and what each one reserves: a GPU each, or a share of the cores
+    (a fraction of one when there are more actors than GPUs or cores: all of them start).
     gpus None: GPUs when the cluster has any."""
     total = ray.cluster_resources()
+    cpus, gpu_count = total.get("CPU", 1), total.get("GPU", 0)
     if gpus is None:
-        gpus = total.get("GPU", 0) > 0
+        gpus = gpu_count > 0
     if gpus:
-        count = actors or int(total.get("GPU", 0))
-        if count < 1:
+        if gpu_count < 1:
             raise RuntimeError("the Ray cluster has no GPUs: use --device cpu")
-        return count, {"num_gpus": 1, "num_cpus": 1}
-    cpus = int(total.get("CPU", 1))
-    count = actors or max(1, cpus // CPUS_PER_ACTOR)
-    return count, {"num_cpus": max(1, cpus // count)}
+        count = actors or int(gpu_count)
+        return count, {"num_gpus": min(1, gpu_count / count), "num_cpus": min(1, cpus / count)}
+    count = actors or max(1, int(cpus) // CPUS_PER_ACTOR)
+    share = cpus / count
+    return count, {"num_cpus": int(share) if share >= 1 else share}
 
 
 def convert_videos(
@@ -144,10 +146,8 @@ def convert_videos(
         bar.close()
         for actor in everyone:
             ray.kill(actor)  # a video stopped here leaves partials, removed by the next run
-        results = [
-            outcomes.get(i, {"video": str(v), "status": "unfinished", "frames": 0})
-            for i, v in enumerate(videos)
-        ]
+        stopped = {"status": "unfinished", "frames": 0, "error": "stopped before it was done"}
+        results = [outcomes.get(i, {"video": str(v), **stopped}) for i, v in enumerate(videos)]
         if summary is not None:
             files.write_text(summary, json.dumps(results, indent=1) + "\n")
     return results

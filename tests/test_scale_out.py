@@ -75,3 +75,16 @@ def test_onnxruntime_threads_follow_omp_num_threads(monkeypatch):
     assert cpu_threads() == cores
     monkeypatch.setenv("OMP_NUM_THREADS", "")
     assert cpu_threads() == cores
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--summary", "s.json"], "--summary goes with --ray"),
+        (["--workers", "2", "--batch-videos", "--ray", "auto"], "--batch-videos is for one"),
+    ],
+)
+def test_options_that_do_not_go_together(standins, tmp_path, capsys, options, message):
+    encode(tmp_path / "v.mp4", 2)
+    assert cli(standins, tmp_path / "v.mp4", "-o", tmp_path / "out", *options) == 2
+    assert message in capsys.readouterr().err
