@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -363,12 +364,16 @@ def _run_video(args: argparse.Namespace) -> int:
         videos = cli_video.videos_of(args)
     except ValueError as exc:
         return _usage(str(exc))
-    for package in ("av", "scipy"):  # before the models load: one line, not one per video
+    ray = ("ray",) if args.ray is not None else ()
+    for package in ("av", "scipy", *ray):  # before the models load: one line, not one per video
         require(package, "dwpose video")
     if code := _prepare_output(args.output, cli_video.planned_outputs(args, videos), videos):
         return code
-    estimator = _estimator(args)  # --max-people picks tracks, not detections, in videos
-    report = cli_video.run(args, videos, estimator)
+    if args.ray is not None:  # each Ray actor loads the models itself
+        report = cli_video.run_on_ray(args, videos, functools.partial(_estimator, args))
+    else:
+        estimator = _estimator(args)  # --max-people picks tracks, not detections, in videos
+        report = cli_video.run(args, videos, estimator)
     if report.interrupted or report.unfinished:
         return _stopped(report.interrupted, len(videos), report.unfinished, "video", report.failed)
     return _summary(len(videos), report.failed)

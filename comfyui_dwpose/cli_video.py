@@ -6,6 +6,10 @@ is reported and the batch goes on. --workers N converts N videos at once, in thr
 share one estimator (onnxruntime sessions run from several threads). A video another
 dwpose run is writing is left to it first and waited for at the end, so two runs over the
 same folder share the work. Ctrl-C stops every video within one batch of frames.
+
+Beyond one process: --batch-videos sends the frames of the N videos through the models in
+common batches (video_pipeline.py, for GPUs); --ray spreads videos over a Ray cluster
+(video_ray.py); --shard I/N takes every N-th video, for schedulers without Ray.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from tqdm import tqdm
 
 from . import files
 from .video import Drawing, Outputs, Stopped, collect_videos, convert_video, is_glob, probe
+from .video_pipeline import BatchingEstimator, streaming
+
+SUMMARY = "dwpose-summary.json"  # --ray's record of the run, in the output folder
 
 
 def add_options(parser: argparse.ArgumentParser, positive_int) -> None:
@@ -56,11 +63,38 @@ def add_options(parser: argparse.ArgumentParser, positive_int) -> None:
         "--overlay", action="store_true", help="also STEM_overlay.mp4: maps over the source frames"
     )
     parser.add_argument("--frames", action="store_true", help="also STEM_frames/: a PNG per frame")
-    parser.add_argument(
-        "--workers", type=positive_int, default=1, help="videos converted at once (default 1)"
-    )
+    parser.add_argument("--workers", type=positive_int, help="videos converted at once (default 1)")
     parser.add_argument(
         "--overwrite", action="store_true", help="redo videos whose outputs already exist"
+    )
+    parser.add_argument(
+        "--batch-videos",
+        action="store_true",
+        help="with --workers N: the N videos' frames go through the models together, one "
+        "detector and one pose batch per step (for GPUs: keeps them busy)",
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="convert only part I of N (I from 0 to N-1) of the sorted videos: N runs, e.g. "
+        "the tasks of a Slurm array or a Kubernetes indexed job, share the list between them",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="convert on a Ray cluster (docs/scale-out.md): at ADDRESS (auto, ray://head:10001) "
+        "or, without one, a new cluster on this machine; --workers then counts actors (default "
+        "one per GPU, else one per 4 cores); the output folder must be one every node sees",
+    )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        metavar="FILE",
+        help="with --ray: each video's status, frames, time and error as JSON (default "
+        "OUTPUT/dwpose-summary.json)",
     )
 
 
@@ -71,11 +105,32 @@ def _ids(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected ids like 0,2, got {text!r}") from exc
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        shard = (-1, 0)
+    if not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, e.g. 0/4, got {text!r}")
+    return shard
+
+
+def shard_of(videos: list[Path], index: int, count: int) -> list[Path]:
+    """Part `index` of `count` of the videos: every count-th of the sorted list, from the
+    index-th. The same list on every machine gives each video to exactly one part."""
+    return sorted(videos)[index::count]
+
+
 def videos_of(args: argparse.Namespace) -> list[Path]:
-    """The videos to convert; ValueError (a usage error) when there are none, two share a
-    name, or an option does not apply to videos."""
+    """The videos to convert (this shard's part of them with --shard); ValueError (a usage
+    error) when there are none, two share a name, or an option does not apply to videos."""
     if args.resolution:
         raise ValueError("pose videos keep the source's size: --resolution is for images")
+    if args.ray is None and args.summary:
+        raise ValueError("--summary goes with --ray")
+    if args.ray is not None and args.batch_videos:
+        raise ValueError("--batch-videos is for one machine: each Ray actor converts one video")
     videos = collect_videos(args.inputs)
     if all(is_glob(str(p)) and not p.exists() for p in videos):
         raise ValueError(f"no videos found in {' '.join(args.inputs)}")
@@ -84,7 +139,13 @@ def videos_of(args: argparse.Namespace) -> list[Path]:
         if path.stem in stems:
             raise ValueError(f"{stems[path.stem]} and {path} would both write {path.stem}.mp4")
         stems[path.stem] = path
-    return videos
+    if not args.shard:
+        return videos
+    part = shard_of(videos, *args.shard)
+    if not part:
+        index, count = args.shard
+        tqdm.write(f"shard {index}/{count}: none of the {len(videos)} videos is in it")
+    return part
 
 
 def planned_outputs(args: argparse.Namespace, videos: list[Path]) -> list[Path]:
@@ -105,10 +166,10 @@ class Report:
     interrupted: bool = False
 
 
-def run(args: argparse.Namespace, videos: list[Path], estimator) -> Report:
-    """Convert the videos (each failure reported on stderr as it happens)."""
+def options_of(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `video.convert_video` that the options ask for."""
     lookahead = max(args.lookahead, 0)
-    options = {
+    return {
         "outputs": Outputs(overlay=args.overlay, frames=args.frames),
         "drawing": Drawing(
             args.threshold, args.body, args.hands, args.face, args.feet, args.stick_width
@@ -120,9 +181,16 @@ def run(args: argparse.Namespace, videos: list[Path], estimator) -> Report:
         "people": args.track_ids or args.max_people,
         "overwrite": args.overwrite,
     }
+
+
+def run(args: argparse.Namespace, videos: list[Path], estimator) -> Report:
+    """Convert the videos (each failure reported on stderr as it happens)."""
+    options, workers = options_of(args), args.workers or 1
+    if args.batch_videos:
+        estimator = BatchingEstimator(estimator)
     report, stop = Report(), threading.Event()
     slots: queue.Queue[int] = queue.Queue()
-    for slot in range(args.workers):
+    for slot in range(workers):
         slots.put(slot + 1)
     overall = tqdm(
         total=len(videos), desc="videos", unit="video", position=0, disable=len(videos) < 2
@@ -131,12 +199,13 @@ def run(args: argparse.Namespace, videos: list[Path], estimator) -> Report:
     def one(path: Path, wait_for_others: bool) -> str:
         slot = slots.get()
         try:
-            return _convert(path, args.output, estimator, options, slot, wait_for_others, stop)
+            with streaming(estimator):
+                return _convert(path, args.output, estimator, options, slot, wait_for_others, stop)
         finally:
             slots.put(slot)
 
     busy: list[Path] = []
-    with ThreadPoolExecutor(args.workers) as pool:
+    with ThreadPoolExecutor(workers) as pool:
         running: dict = {}
         try:
             for wait_for_others, todo in ((False, videos), (True, busy)):
@@ -167,6 +236,24 @@ def run(args: argparse.Namespace, videos: list[Path], estimator) -> Report:
             outcomes = {*report.written, *report.skipped, *report.failed, *report.unfinished}
             report.unfinished += [p for p in videos if p not in outcomes]
     overall.close()
+    return report
+
+
+def run_on_ray(args: argparse.Namespace, videos: list[Path], make_estimator) -> Report:
+    """Convert the videos on Ray (video_ray.py), each actor with the estimator that
+    `make_estimator` makes; the summary JSON written as the run ends."""
+    from .video_ray import convert_videos
+
+    device = args.device.lower()
+    gpus = False if device == "cpu" else True if device.startswith(("cuda", "rocm")) else None
+    outcomes = convert_videos(
+        videos, args.output, make_estimator, options_of(args), address=args.ray,
+        actors=args.workers, gpus=gpus, summary=args.summary or args.output / SUMMARY,
+    )  # fmt: skip
+    report = Report()
+    for path, outcome in zip(videos, outcomes):
+        _record(report, path, outcome["status"])
+    report.interrupted = bool(report.unfinished)  # only Ctrl-C leaves videos unfinished
     return report
 
 

@@ -19,6 +19,7 @@ EXTRAS = {
     "safetensors": "torch",
     "onnx": "torch",
     "diffusers": "diffusers",
+    "ray": "ray",
 }
 
 

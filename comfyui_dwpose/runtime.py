@@ -57,11 +57,15 @@ class Model(Protocol):
 
 
 def cpu_threads() -> int:
-    """Cores this process may use (respects affinity and container CPU sets)."""
+    """Cores this process may use (respects affinity and container CPU sets), or fewer when
+    OMP_NUM_THREADS says so: Ray sets it to each actor's share of the cores, and several
+    sessions each spinning threads on all cores slow each other down."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return min(cores, int(limit)) if limit.isdigit() and int(limit) > 0 else cores
 
 
 def _import_onnxruntime():

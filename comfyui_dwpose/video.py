@@ -30,6 +30,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -554,3 +555,60 @@ def collect_videos(inputs: list[str]) -> list[Path]:
 
 def is_glob(text: str) -> bool:
     return re.search(r"[*?\[]", text) is not None
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+def convert_one(path: Path, output_dir: Path, estimator: Any, options: dict) -> dict:
+    """`convert_video` for a batch: how it ended, whatever happened, as a dict (a bad video
+    is an outcome to report, not an exception that ends the batch): video, status
+    ("written", "skipped" when done before, "failed"), frames, seconds, error, outputs."""
+    began = time.monotonic()
+    outcome: dict = {"video": str(path), "status": "failed", "frames": 0, "error": None}
+    try:
+        done = convert_video(path, output_dir, estimator, **options)
+    except (ValueError, files.OutputError) as exc:
+        outcome["error"] = str(exc)
+    except Exception as exc:
+        outcome["error"] = f"{path}: {type(exc).__name__}: {exc}"
+    else:
+        outcome["status"] = "skipped" if done["done_before"] else "written"
+        outcome["frames"] = done.get("frames", 0)
+        outcome["outputs"] = [str(p) for p in done["outputs"]]
+    outcome["seconds"] = round(time.monotonic() - began, 3)
+    return outcome
+
+
+def convert_videos(
+    videos: Collection[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    estimator: Any,
+    *,
+    ray: str | None = None,
+    actors: int | None = None,
+    summary: str | os.PathLike | None = None,
+    **options: Any,
+) -> list[dict]:
+    """Convert many videos; each one's outcome (`convert_one`), in the order given.
+
+    Without `ray`, here, one after the other, with `estimator` (a `DWPose`). With `ray`
+    ("" for a new Ray cluster on this machine, or an address such as "auto" or
+    "ray://head:10001"), on Ray actors (video_ray.py): `estimator` is then a picklable
+    function that makes one in each actor, e.g. functools.partial(DWPose, "yolox_l.onnx",
+    "dw-ll_ucoco_384.onnx"), and `actors` says how many (default one per GPU, else one per
+    4 cores). summary: a JSON file to write the outcomes to. options: as for
+    `convert_video` (outputs, drawing, detect_every, overwrite, ...).
+    """
+    paths, output_dir = [Path(v) for v in videos], Path(output_dir)
+    summary = Path(summary) if summary is not None else None
+    if ray is not None:
+        from . import video_ray
+
+        return video_ray.convert_videos(
+            paths, output_dir, estimator, options, address=ray, actors=actors, summary=summary
+        )
+    outcomes = [convert_one(path, output_dir, estimator, options) for path in paths]
+    if summary is not None:
+        files.write_text(summary, json.dumps(outcomes, indent=1) + "\n")
+    return outcomes

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-OPTIONAL = ("scipy", "av", "torch", "safetensors", "onnx", "diffusers", "transformers")
+OPTIONAL = ("scipy", "av", "torch", "safetensors", "onnx", "diffusers", "transformers", "ray")
 BLOCKER = """\
 import importlib.abc, os, sys
 
@@ -95,6 +95,7 @@ def test_images_need_no_optional_package(blocker, standins, coco_images, tmp_pat
     [
         (["video", "dance.mp4", "-o", "out"], OPTIONAL, "av", "video"),
         (["video", "dance.mp4", "-o", "out"], ["scipy"], "scipy", "video"),
+        (["video", "dance.mp4", "-o", "out", "--ray"], ["ray"], "ray", "ray"),
         (["convert", "pose.onnx", "-o", "pose.safetensors"], OPTIONAL, "torch", "torch"),
         (["pose", "skier.jpg", "-o", "out", "--backend", "torch"], OPTIONAL, "torch", "torch"),
         (["pose", "skier.jpg", "-o", "out", "--pose-model", "pose.safetensors"],
