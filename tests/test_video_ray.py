@@ -97,7 +97,13 @@ def test_killed_actors_videos_are_redone_or_reported(cluster, standins, tmp_path
     assert outcomes[2]["error"].startswith("its worker died 3 times")
     assert json.loads((out / "runs.json").read_text()) == outcomes
     assert (tmp_path / "killed-once").exists()
-    assert_same_outputs(one, out, ["a", "once", "b"])
+    assert_same_outputs(one, out, ["a", "b"])
+    # The redone video: its keypoints byte for byte; its pose video whole (every frame). Its
+    # pixels are not compared: it is encoded afresh after a kill, and x264 (threaded) can
+    # round a few dark pixels differently from run to run (seen once in a full-suite run).
+    for suffix in (".json", ".npz"):
+        assert (one / f"once{suffix}").read_bytes() == (out / f"once{suffix}").read_bytes()
+    assert len(frames(out / "once.mp4")) == len(frames(one / "once.mp4"))
     names = [
         f"{stem}{suffix}" for stem in ("a", "once", "b") for suffix in (".mp4", ".json", ".npz")
     ]
