@@ -435,7 +435,14 @@ def dwpose_video(standins, *args) -> subprocess.Popen:
     command = [sys.executable, "-m", "comfyui_dwpose.cli", "video", *map(str, args),
                "--detector", str(standins["det"]), "--pose-model", str(standins["pose"])]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=terminal_sigint)  # fmt: skip
+
+
+def terminal_sigint() -> None:
+    """SIGINT as a terminal's child has it: default. A process inherits an ignored SIGINT
+    (some library in the test process may ignore it), and Python then never sees Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until(condition, process) -> None:
